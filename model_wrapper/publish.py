@@ -1,0 +1,99 @@
+"""Log the wrapper as an MLflow model, register it, and move registry aliases.
+
+Aliases only: MLflow's stages are deprecated.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
+
+if TYPE_CHECKING:
+    import keras
+
+DEFAULT_MODEL_NAME = "BTC_LSTM_Production"
+DEFAULT_ALIAS = "staging"
+PYFUNC_FILE = Path(__file__).with_name("pyfunc.py")
+# What the model needs wherever it is served; pinned to what trained it.
+REQUIREMENTS = ("mlflow", "tensorflow", "keras", "numpy")
+
+
+def pip_requirements() -> list[str]:
+    return [f"{name}=={installed_version(name)}" for name in REQUIREMENTS]
+
+
+def signature(seq_len: int, n_features: int) -> ModelSignature:
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, seq_len, n_features))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float64), (-1,))]),
+    )
+
+
+def log_forecaster(
+    network: keras.Model,
+    scaler: dict[str, Any],
+    feature_names: list[str],
+    input_example: np.ndarray,
+    registered_model_name: str = DEFAULT_MODEL_NAME,
+    alias: str | None = DEFAULT_ALIAS,
+) -> str:
+    """Log the pyfunc in the active run, register it, point `alias` at it; returns the version.
+
+    `scaler` holds `mean` and `scale` per feature (after `transform_windows`) and
+    `target_mean`/`target_scale` of the log-return target.
+    """
+    _, seq_len, n_features = input_example.shape
+    metadata = {
+        "seq_len": int(seq_len),
+        "n_features": int(n_features),
+        "feature_names": list(feature_names),
+        "target": "next close in USD (network: scaled next log return)",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = {
+            "keras_model": str(Path(tmp, "network.keras")),
+            "scaler": str(Path(tmp, "scaler.json")),
+            "metadata": str(Path(tmp, "metadata.json")),
+        }
+        network.save(artifacts["keras_model"])
+        Path(artifacts["scaler"]).write_text(json.dumps(scaler))
+        Path(artifacts["metadata"]).write_text(json.dumps(metadata))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_FILE),
+            artifacts=artifacts,
+            signature=signature(seq_len, n_features),
+            input_example=input_example.astype(np.float32),
+            pip_requirements=pip_requirements(),
+            metadata=metadata,
+            registered_model_name=registered_model_name,
+        )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    # Tags make the shape visible in the registry UI without downloading the model.
+    client.set_model_version_tag(registered_model_name, version, "seq_len", str(seq_len))
+    client.set_model_version_tag(registered_model_name, version, "n_features", str(n_features))
+    if alias:
+        client.set_registered_model_alias(registered_model_name, alias, version)
+    return version
+
+
+def set_alias(registered_model_name: str, alias: str, version: str) -> None:
+    MlflowClient().set_registered_model_alias(registered_model_name, alias, str(version))
+
+
+def promote(registered_model_name: str, from_alias: str, to_alias: str) -> str:
+    """Point `to_alias` at the version behind `from_alias` (e.g. staging -> Production)."""
+    client = MlflowClient()
+    version = client.get_model_version_by_alias(registered_model_name, from_alias).version
+    client.set_registered_model_alias(registered_model_name, to_alias, version)
+    return str(version)

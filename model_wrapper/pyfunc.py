@@ -1,0 +1,143 @@
+"""The MLflow pyfunc that serves the LSTM (a models-from-code file).
+
+This file travels inside every logged model, so it imports nothing from this repository:
+`mlflow models serve`, MLServer or a notebook load it with numpy, mlflow and TensorFlow only.
+The training code imports `check_windows` and `transform_windows` from here, so what the
+network saw in training is exactly what it sees in serving.
+
+Input: X of shape [T, F] or [N, T, F], raw feature values in FEATURE_NAMES order.
+Output: one float64 per window, the next close in USD.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc import PythonModel, PythonModelContext
+
+# Column positions in model_wrapper.features.FEATURE_NAMES (repeated here: see module doc).
+OPEN, HIGH, LOW, CLOSE, VOLUME = 0, 1, 2, 3, 4
+SMA_7, SMA_21, EMA_12, EMA_26, MACD, MACD_SIGNAL = 9, 10, 11, 12, 13, 14
+PRICE_LEVELS = (OPEN, HIGH, LOW, CLOSE, SMA_7, SMA_21, EMA_12, EMA_26)
+PRICE_DIFFS = (MACD, MACD_SIGNAL)
+
+
+def invalid(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def check_windows(
+    x: Any, seq_len: int, n_features: int, feature_names: list[str] | None = None
+) -> np.ndarray:
+    """X as a float64 [N, T, F] array, or an MlflowException saying what was wrong."""
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise invalid(
+            f"X must be numbers of shape [{seq_len}, {n_features}] or [N, {seq_len}, "
+            f"{n_features}]; could not read it as a numeric array ({type(e).__name__})"
+        ) from None
+    if arr.ndim == 2:
+        arr = arr[np.newaxis]
+    if arr.ndim != 3:
+        raise invalid(
+            f"X must have shape [{seq_len}, {n_features}] or [N, {seq_len}, {n_features}], "
+            f"got shape {list(arr.shape)}"
+        )
+    if arr.shape[0] == 0:
+        raise invalid("X holds no window: expected at least one")
+    if arr.shape[1:] != (seq_len, n_features):
+        raise invalid(
+            f"each window must be {seq_len} time steps x {n_features} features, "
+            f"got {arr.shape[1]} x {arr.shape[2]}"
+        )
+    names = feature_names or [f"feature {j}" for j in range(n_features)]
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        n, t, f = (int(i) for i in np.argwhere(bad)[0])
+        raise invalid(
+            f"X must be finite numbers: found {arr[n, t, f]} at window {n}, step {t}, "
+            f"feature '{names[f]}'"
+        )
+    # float32 is what the network takes: a finite float64 can still overflow it.
+    if (np.abs(arr) > np.finfo(np.float32).max).any():
+        n, t, f = (int(i) for i in np.argwhere(np.abs(arr) > np.finfo(np.float32).max)[0])
+        raise invalid(
+            f"X values must fit in float32: found {arr[n, t, f]} at window {n}, step {t}, "
+            f"feature '{names[f]}'"
+        )
+    prices = arr[:, :, PRICE_LEVELS]
+    if (prices <= 0).any():
+        n, t, k = (int(i) for i in np.argwhere(prices <= 0)[0])
+        raise invalid(
+            f"prices must be positive: found {prices[n, t, k]} at window {n}, step {t}, "
+            f"feature '{names[PRICE_LEVELS[k]]}'"
+        )
+    volume = arr[:, :, VOLUME]
+    if (volume < 0).any():
+        n, t = (int(i) for i in np.argwhere(volume < 0)[0])
+        raise invalid(
+            f"volume must not be negative: found {volume[n, t]} at window {n}, step {t}"
+        )
+    return arr
+
+
+def transform_windows(arr: np.ndarray) -> np.ndarray:
+    """Make windows independent of the price level before standard scaling.
+
+    Prices become log distances from the window's last close, MACD a fraction of it, and
+    volume its log relative to the window's mean log volume; ratios, RSI and volatility
+    are already level-free. So a network trained at 20k USD still reads a window at 70k.
+    """
+    out = arr.copy()
+    last_close = arr[:, -1:, CLOSE : CLOSE + 1]
+    out[:, :, PRICE_LEVELS] = np.log(arr[:, :, PRICE_LEVELS] / last_close)
+    out[:, :, PRICE_DIFFS] = arr[:, :, PRICE_DIFFS] / last_close
+    log_volume = np.log1p(arr[:, :, VOLUME])
+    out[:, :, VOLUME] = log_volume - log_volume.mean(axis=1, keepdims=True)
+    return out
+
+
+class LSTMForecaster(PythonModel):
+    def load_context(self, context: PythonModelContext) -> None:
+        # TensorFlow is imported here, not at module level, so importing this file is cheap.
+        import keras
+        import tensorflow as tf
+
+        with open(context.artifacts["metadata"]) as f:
+            meta = json.load(f)
+        with open(context.artifacts["scaler"]) as f:
+            scaler = json.load(f)
+        self.seq_len = int(meta["seq_len"])
+        self.n_features = int(meta["n_features"])
+        self.feature_names = list(meta["feature_names"])
+        self._mean = np.asarray(scaler["mean"], dtype=np.float64)
+        self._scale = np.asarray(scaler["scale"], dtype=np.float64)
+        self._target_mean = float(scaler["target_mean"])
+        self._target_scale = float(scaler["target_scale"])
+        network = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
+        # A traced graph with a fixed signature: Model.predict costs ~50 ms a call on CPU
+        # (it builds a dataset and a loop every time) and an eager call ~5 ms.
+        spec = tf.TensorSpec([None, self.seq_len, self.n_features], tf.float32)
+        self._network = network
+        self._infer = tf.function(lambda x: network(x, training=False), input_signature=[spec])
+        self._infer(np.zeros((1, self.seq_len, self.n_features), np.float32))
+
+    # model_input stays unannotated: MLflow reads predict's type hints as a schema of its own,
+    # and the explicit TensorSpec signature logged with the model is the one that should rule.
+    def predict(  # type: ignore[no-untyped-def]
+        self, context: PythonModelContext | None, model_input, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        arr = check_windows(model_input, self.seq_len, self.n_features, self.feature_names)
+        scaled = (transform_windows(arr) - self._mean) / self._scale
+        out = self._infer(scaled.astype(np.float32)).numpy()[:, 0].astype(np.float64)
+        log_return = out * self._target_scale + self._target_mean
+        return arr[:, -1, CLOSE] * np.exp(log_return)
+
+
+mlflow.models.set_model(LSTMForecaster())

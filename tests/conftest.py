@@ -1,0 +1,93 @@
+"""Session fixtures: a real `mlflow server` on a free port and tiny models trained with the
+project's own pipeline, shared by every test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from scripts.local_registry import start_mlflow_server, wait_until_healthy
+
+MODEL_NAME = "BTC_LSTM_Production"
+SEQ_LEN = 12
+N_CANDLES = 400  # enough for ~300 windows: a 1-epoch model in seconds
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Registry:
+    uri: str
+    port: int
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def start(self) -> None:
+        self.process = start_mlflow_server(
+            self.data_dir, "127.0.0.1", self.port, self.data_dir / "server.log"
+        )
+        wait_until_healthy(self.uri, timeout=180, process=self.process)
+
+
+@dataclass(frozen=True)
+class TrainedVersions:
+    staging: str  # version behind @staging
+    production: str  # version behind @Production
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bounded_mlflow_client() -> None:
+    # The MLflow client retries a dead server for minutes by default.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    import mlflow
+
+    port = free_port()
+    data_dir = tmp_path_factory.mktemp("mlflow")
+    process = start_mlflow_server(data_dir, "127.0.0.1", port, data_dir / "server.log")
+    reg = Registry(f"http://127.0.0.1:{port}", port, data_dir, process)
+    try:
+        wait_until_healthy(reg.uri, timeout=180, process=process)
+        mlflow.set_tracking_uri(reg.uri)
+        os.environ["MLFLOW_TRACKING_URI"] = reg.uri
+        yield reg
+    finally:
+        reg.stop()
+
+
+@pytest.fixture(scope="session")
+def trained(registry: Registry) -> TrainedVersions:
+    """v1 behind staging and v2 behind Production, trained on different data so that they
+    answer differently."""
+    from model_wrapper.synthetic import synthetic_candles
+    from model_wrapper.training import TrainConfig, train_and_register
+
+    config = TrainConfig(seq_len=SEQ_LEN, epochs=1)
+    v1 = train_and_register(synthetic_candles(N_CANDLES, seed=1), config, MODEL_NAME, "staging")
+    v2 = train_and_register(
+        synthetic_candles(N_CANDLES, seed=2), config, MODEL_NAME, "Production"
+    )
+    return TrainedVersions(staging=v1.version, production=v2.version)
