@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
 .PHONY: install run test lint bench fuzz clean
 
 install: $(STAMP)

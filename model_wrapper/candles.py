@@ -30,21 +30,31 @@ class CandleFileError(ValueError):
 def load_candles(path: str | Path, min_rows: int = 1) -> pd.DataFrame:
     """Detect the layout (Yahoo, Binance kline, generic) from the first line and load it."""
     path = Path(path)
+    # Blank lines are skipped, so remember each row's physical line number for the errors.
+    rows: list[tuple[int, list[str]]] = []
     try:
         with path.open(newline="") as f:
-            rows = list(csv.reader(f))
+            reader = csv.reader(f)
+            try:
+                start = 1
+                for row in reader:
+                    if any(cell.strip() for cell in row):
+                        rows.append((start, row))
+                    start = reader.line_num + 1
+            except csv.Error as e:
+                raise CandleFileError(path, reader.line_num, f"malformed CSV: {e}") from e
     except (OSError, UnicodeDecodeError) as e:
         raise CandleFileError(path, None, f"cannot read file: {e}") from e
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         raise CandleFileError(path, None, "file is empty")
-    header = tuple(cell.strip().lower() for cell in rows[0])
-    if _is_number(rows[0][0]):
-        candles = _parse(path, rows, first_line=1, layout="binance")
+    header_line, first_row = rows[0]
+    header = tuple(cell.strip().lower() for cell in first_row)
+    if _is_number(first_row[0]):
+        candles = _parse(path, rows, layout="binance")
     elif header[:1] == ("date",):
-        candles = _parse(path, rows[1:], first_line=2, layout="yahoo", header=header)
+        candles = _parse(path, rows[1:], layout="yahoo", header=header, header_line=header_line)
     else:
-        candles = _parse(path, rows[1:], first_line=2, layout="generic", header=header)
+        candles = _parse(path, rows[1:], layout="generic", header=header, header_line=header_line)
     if len(candles) < min_rows:
         raise CandleFileError(
             path, None, f"too few rows: need at least {min_rows} candles, found {len(candles)}"
@@ -62,10 +72,10 @@ def _is_number(text: str) -> bool:
 
 def _parse(
     path: Path,
-    rows: list[list[str]],
-    first_line: int,
+    rows: list[tuple[int, list[str]]],
     layout: str,
     header: tuple[str, ...] = (),
+    header_line: int = 1,
 ) -> pd.DataFrame:
     if layout == "binance":
         time_col, cols = 0, {"open": 1, "high": 2, "low": 3, "close": 4, "volume": 5}
@@ -76,7 +86,7 @@ def _parse(
         if missing:
             raise CandleFileError(
                 path,
-                1,
+                header_line,
                 f"missing columns {missing}; expected a header like {','.join(expected)} "
                 f"(Yahoo: Date,Open,High,Low,Close,Adj Close,Volume), got {','.join(header)}",
             )
@@ -86,8 +96,7 @@ def _parse(
 
     times: list[pd.Timestamp] = []
     values = np.empty((len(rows), len(CANDLE_COLUMNS)), dtype="float64")
-    for i, row in enumerate(rows):
-        line = first_line + i
+    for i, (line, row) in enumerate(rows):
         if len(row) < width:
             raise CandleFileError(path, line, f"expected {width} fields, found {len(row)}")
         times.append(_parse_time(path, line, row[time_col].strip(), layout))

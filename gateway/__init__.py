@@ -1,0 +1,1 @@
+"""The REST gateway over the registered pyfunc (see README)."""

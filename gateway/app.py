@@ -1,0 +1,133 @@
+"""The HTTP edge: the Starlette app factory, routes, error mapping and lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import mlflow
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.batcher import Batcher
+from gateway.callbacks import CallbackSender, create_session, parse_networks
+from gateway.errors import (
+    PREDICT_PREFIX,
+    RELOAD_PREFIX,
+    BodyTooLarge,
+    GatewayError,
+    PredictFailed,
+    ReloadRejected,
+)
+from gateway.model_store import ModelStore
+from gateway.openapi import openapi_document
+from gateway.service import Gateway
+from gateway.settings import Settings
+from gateway.validation import InvalidRequest, parse_predict, parse_reload
+
+log = logging.getLogger("gateway.app")
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+async def read_body(request: Request, limit: int, prefix: str) -> bytes:
+    """The body, refused with 413 past `limit` bytes without reading it whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        # Refused before reading, so an `Expect: 100-continue` client never uploads it.
+        raise BodyTooLarge(prefix, limit, int(declared))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(prefix, limit, None)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(settings: Settings, store: ModelStore | None = None) -> Starlette:
+    """The gateway app. `store` may be injected (tests); otherwise one is built from settings."""
+    store = store or ModelStore(settings)
+    allowed = parse_networks(settings.callback_allowed_networks)
+    batcher = Batcher(
+        lambda: store.current,
+        max_batch_size=settings.max_batch_size,
+        max_wait_s=settings.max_batch_wait_ms / 1000,
+    )
+    # Filled in by the lifespan: the aiohttp session must be created inside the running loop.
+    services: dict[str, Gateway] = {}
+    openapi = orjson.dumps(openapi_document(settings))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # MLflow's own default is not the spec's: set it from settings, once.
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        session = create_session(allowed)
+        sender = CallbackSender(session, settings.callback_timeout, settings.callback_secret)
+        services["gateway"] = Gateway(store, batcher, sender)
+        batcher.start()
+        ready = asyncio.create_task(store.ensure_model_ready(), name="ensure_model_ready")
+        try:
+            yield
+        finally:
+            ready.cancel()
+            await asyncio.gather(ready, return_exceptions=True)
+            await batcher.stop()
+            await session.close()
+            store.close()
+
+    async def health(request: Request) -> Response:
+        return JSONResponse(services["gateway"].health())
+
+    async def predict(request: Request) -> Response:
+        body = await read_body(request, settings.max_body_bytes, PREDICT_PREFIX)
+        try:
+            payload = parse_predict(body, settings.seq_len_required, settings.n_features_required)
+        except InvalidRequest as e:
+            raise PredictFailed(str(e)) from None
+        return JSONResponse(await services["gateway"].predict(payload))
+
+    async def reload(request: Request) -> Response:
+        body = await read_body(request, settings.max_body_bytes, RELOAD_PREFIX)
+        try:
+            alias = parse_reload(body)
+        except InvalidRequest as e:
+            raise ReloadRejected(str(e)) from None
+        return JSONResponse(await services["gateway"].reload(alias))
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(openapi, media_type="application/json")
+
+    async def gateway_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    return Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/predict", predict, methods=["POST"]),
+            Route("/reload", reload, methods=["POST"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+        ],
+        exception_handlers={GatewayError: gateway_error, HTTPException: http_error},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,171 @@
+"""alias -> version -> loaded pyfunc, behind one immutable reference that is swapped whole.
+
+A reload resolves the alias, loads the version off the event loop, checks its shape, runs one
+smoke prediction and only then swaps the reference: a failed reload never takes the serving
+model away. Reloads are serialized; a request reads the reference once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gateway.errors import ReloadFailed
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.model_store")
+
+# Loaded pyfuncs kept in memory by version, so switching back and forth between two aliases
+# costs a registry lookup, not a TensorFlow load.
+_MEMORY_CACHE = 2
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    alias: str
+    version: str
+    predict: Callable[[np.ndarray], np.ndarray]  # [N, T, F] float32 -> [N] USD
+
+
+class ModelStore:
+    def __init__(self, settings: Settings, cache_dir: Path | None = None) -> None:
+        self._settings = settings
+        self._current: ServedModel | None = None
+        self._lock = asyncio.Lock()
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="model-load")
+        self._owns_cache = cache_dir is None
+        self._cache_dir = cache_dir or Path(tempfile.mkdtemp(prefix="gateway-models-"))
+        self._loaded: OrderedDict[str, Any] = OrderedDict()  # version -> pyfunc, loader thread only
+
+    @property
+    def current(self) -> ServedModel | None:
+        return self._current
+
+    async def reload(self, alias: str | None = None) -> ServedModel:
+        """Serve the version behind `alias` (default: MODEL_ALIAS) or raise ReloadFailed."""
+        alias = alias or self._settings.model_alias
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            started = time.perf_counter()
+            model = await loop.run_in_executor(self._loader, self._load, alias)
+            self._current = model
+        log.info(
+            "serving %s@%s version %s (%.2f s)",
+            self._settings.registered_model_name, alias, model.version,
+            time.perf_counter() - started,
+        )
+        return model
+
+    async def ensure_model_ready(self) -> None:
+        """Start-up: try MODEL_ALIAS every retry interval until loaded or the timeout passes."""
+        s = self._settings
+        deadline = time.monotonic() + s.model_load_timeout
+        attempt = 0
+        while self._current is None:
+            attempt += 1
+            try:
+                await self.reload(s.model_alias)
+                return
+            except ReloadFailed as e:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.error(
+                        "giving up loading %s@%s after %d attempts (MODEL_LOAD_TIMEOUT=%gs): %s; "
+                        "the server keeps running, POST /reload to try again",
+                        s.registered_model_name, s.model_alias, attempt, s.model_load_timeout,
+                        e.reason,
+                    )
+                    return
+                log.warning(
+                    "model not ready (attempt %d): %s; retrying in %gs",
+                    attempt, e.reason, min(s.model_load_retry_interval, left),
+                )
+                await asyncio.sleep(min(s.model_load_retry_interval, left))
+
+    def close(self) -> None:
+        self._loader.shutdown(wait=False, cancel_futures=True)
+        if self._owns_cache:
+            shutil.rmtree(self._cache_dir, ignore_errors=True)
+
+    # Everything below runs on the loader thread.
+
+    def _load(self, alias: str) -> ServedModel:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        s = self._settings
+        name = s.registered_model_name
+        client = MlflowClient(tracking_uri=s.mlflow_tracking_uri, registry_uri=s.mlflow_tracking_uri)
+        try:
+            version = str(client.get_model_version_by_alias(name, alias).version)
+        except MlflowException as e:
+            if e.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
+                raise ReloadFailed(f"alias '{alias}' of model '{name}' not found in the registry") from None
+            raise ReloadFailed(f"registry error at {s.mlflow_tracking_uri}: {_short(e)}") from None
+        except Exception as e:  # connection errors arrive as requests/urllib3 exceptions
+            raise ReloadFailed(f"registry unreachable at {s.mlflow_tracking_uri}: {_short(e)}") from None
+        pyfunc = self._loaded.get(version)
+        if pyfunc is None:
+            pyfunc = self._load_version(version)
+            self._loaded[version] = pyfunc
+            while len(self._loaded) > _MEMORY_CACHE:
+                self._loaded.popitem(last=False)
+        self._loaded.move_to_end(version)
+        return ServedModel(alias=alias, version=version, predict=pyfunc.predict)
+
+    def _load_version(self, version: str) -> Any:
+        import mlflow
+
+        s = self._settings
+        name = s.registered_model_name
+        # Versions are immutable, so one download per version; load_model("models:/...")
+        # would download into a new temp folder on every call and never remove it.
+        local = self._cache_dir / name / version
+        try:
+            if not (local / "MLmodel").exists():
+                staging = Path(tempfile.mkdtemp(dir=self._cache_dir, prefix=".download-"))
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{name}/{version}",
+                    dst_path=str(staging),
+                    tracking_uri=s.mlflow_tracking_uri,
+                )
+                local.parent.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(local, ignore_errors=True)
+                staging.rename(local)
+            meta = mlflow.models.Model.load(str(local)).metadata or {}
+            want = (s.seq_len_required, s.n_features_required)
+            got = (meta.get("seq_len"), meta.get("n_features"))
+            if got != want:
+                raise ReloadFailed(
+                    f"version {version} takes windows of {got[0]} x {got[1]} "
+                    f"(seq_len x n_features), this gateway is configured for {want[0]} x "
+                    f"{want[1]} (SEQ_LEN_REQUIRED x N_FEATURES_REQUIRED)"
+                )
+            pyfunc = mlflow.pyfunc.load_model(str(local))
+            smoke = pyfunc.predict(np.ones((1, *want), dtype=np.float32))
+            if np.shape(smoke) != (1,) or not np.isfinite(smoke).all():
+                raise ReloadFailed(
+                    f"version {version} failed its smoke prediction: expected one finite "
+                    f"price, got {np.asarray(smoke)!r}"[:300]
+                )
+        except ReloadFailed:
+            raise
+        except Exception as e:
+            raise ReloadFailed(f"version {version} could not be loaded: {_short(e)}") from None
+        return pyfunc
+
+
+def _short(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,54 @@
+"""What the routes do, without HTTP: predict (and deliver the callback), reload, health."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.batcher import Batcher
+from gateway.callbacks import CallbackSender
+from gateway.model_store import ModelStore
+from gateway.validation import PredictRequest
+
+
+@dataclass(frozen=True)
+class Gateway:
+    store: ModelStore
+    batcher: Batcher
+    callbacks: CallbackSender
+
+    def health(self) -> dict[str, Any]:
+        model = self.store.current
+        return {
+            "status": "ok",
+            "model_loaded": model is not None,
+            "model_alias": model.alias if model else None,
+            "model_version": model.version if model else None,
+        }
+
+    async def predict(self, request: PredictRequest) -> dict[str, Any]:
+        value, model = await self.batcher.predict(request.x)
+        answer: dict[str, Any] = {
+            "pred_btc_close_next": value,
+            "posted_to_callback": False,
+            "model_alias": model.alias,
+            "model_version": model.version,
+        }
+        if request.callback_url is not None:
+            result = await self.callbacks.deliver(
+                request.callback_url,
+                {
+                    "pred_btc_close_next": value,
+                    "metadata": request.metadata,
+                    "model_alias": model.alias,
+                    "model_version": model.version,
+                },
+            )
+            answer["posted_to_callback"] = result.ok
+            if not result.ok:
+                answer["callback_error"] = result.error
+        return answer
+
+    async def reload(self, alias: str | None) -> dict[str, Any]:
+        model = await self.store.reload(alias)
+        return {"status": "reloaded", "model_alias": model.alias, "model_version": model.version}

@@ -1,0 +1,89 @@
+"""Gateway settings, read once from an environment mapping into a frozen object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class SettingsError(ValueError):
+    """A variable has a value the gateway cannot start with; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # The spec's five variables.
+    mlflow_tracking_uri: str = "http://127.0.0.1:5000"
+    registered_model_name: str = "BTC_LSTM_Production"
+    model_alias: str = "staging"
+    seq_len_required: int = 12
+    n_features_required: int = 18
+    # Start-up: retry every interval seconds, give up after timeout seconds (then /reload).
+    model_load_retry_interval: float = 5.0
+    model_load_timeout: float = 300.0
+    # Callbacks: total budget per delivery, optional Standard Webhooks secret, allow-list.
+    callback_timeout: float = 5.0
+    callback_secret: str | None = None
+    callback_allowed_networks: str = ""
+    # Batching: at most this many windows per model call; wait this long for more (0: never).
+    max_batch_size: int = 64
+    max_batch_wait_ms: float = 0.0
+    max_body_bytes: int = 1024 * 1024
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        d = cls()
+        r = _Reader(environ)
+        return cls(
+            mlflow_tracking_uri=r.text("MLFLOW_TRACKING_URI", d.mlflow_tracking_uri),
+            registered_model_name=r.text("REGISTERED_MODEL_NAME", d.registered_model_name),
+            model_alias=r.text("MODEL_ALIAS", d.model_alias),
+            seq_len_required=r.integer("SEQ_LEN_REQUIRED", d.seq_len_required, minimum=1),
+            n_features_required=r.integer("N_FEATURES_REQUIRED", d.n_features_required, minimum=1),
+            model_load_retry_interval=r.number(
+                "MODEL_LOAD_RETRY_INTERVAL", d.model_load_retry_interval, positive=True
+            ),
+            model_load_timeout=r.number("MODEL_LOAD_TIMEOUT", d.model_load_timeout),
+            callback_timeout=r.number("CALLBACK_TIMEOUT", d.callback_timeout, positive=True),
+            callback_secret=environ.get("CALLBACK_SECRET") or None,
+            callback_allowed_networks=environ.get("CALLBACK_ALLOWED_NETWORKS", ""),
+            max_batch_size=r.integer("MAX_BATCH_SIZE", d.max_batch_size, minimum=1),
+            max_batch_wait_ms=r.number("MAX_BATCH_WAIT_MS", d.max_batch_wait_ms),
+            max_body_bytes=r.integer("MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
+        )
+
+
+@dataclass(frozen=True)
+class _Reader:
+    environ: Mapping[str, str]
+
+    def text(self, name: str, default: str) -> str:
+        value = self.environ.get(name, default).strip()
+        if not value:
+            raise SettingsError(f"{name} must not be empty")
+        return value
+
+    def integer(self, name: str, default: int, minimum: int) -> int:
+        raw = self.environ.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        if value < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, positive: bool = False) -> float:
+        raw = self.environ.get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+        if not value >= 0 or value == float("inf") or (positive and value == 0):
+            bound = "greater than 0" if positive else "0 or more"
+            raise SettingsError(f"{name} must be a finite number {bound}, got {raw!r}")
+        return value

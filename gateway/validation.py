@@ -1,0 +1,137 @@
+"""Request bodies -> checked values, before anything reaches the model.
+
+Validation runs per request so that one malformed request never joins (and poisons) a batch.
+Messages say what was expected and what came, without echoing the input back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import orjson
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_MAX_URL_LENGTH = 2048
+
+
+class InvalidRequest(ValueError):
+    """The reason a body was refused; the route adds the spec's prefix."""
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    x: np.ndarray  # [T, F] float32
+    callback_url: str | None
+    metadata: dict[str, Any] | None
+
+
+def parse_json(body: bytes) -> Any:
+    # orjson is strict JSON: it refuses NaN, Infinity, numbers that overflow a double
+    # (1e999) and nesting deeper than 1024, all with a JSONDecodeError.
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequest(f"body is not valid JSON ({e})") from None
+
+
+def _kind(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def parse_predict(body: bytes, seq_len: int, n_features: int) -> PredictRequest:
+    payload = parse_json(body)
+    if type(payload) is not dict:
+        raise InvalidRequest(f"body must be a JSON object with X, got {_kind(payload)}")
+    if "X" not in payload:
+        raise InvalidRequest(f"X is required: expected {seq_len} rows of {n_features} numbers")
+    return PredictRequest(
+        x=parse_window(payload["X"], seq_len, n_features),
+        callback_url=parse_callback_url(payload.get("callback_url")),
+        metadata=parse_metadata(payload.get("metadata")),
+    )
+
+
+def parse_window(rows: Any, seq_len: int, n_features: int) -> np.ndarray:
+    expected = f"expected {seq_len} rows of {n_features} numbers"
+    if type(rows) is not list:
+        raise InvalidRequest(f"X must be an array of arrays: {expected}, got {_kind(rows)}")
+    if len(rows) != seq_len:
+        raise InvalidRequest(
+            f"X has the wrong shape: expected [{seq_len}, {n_features}] "
+            f"(SEQ_LEN_REQUIRED x N_FEATURES_REQUIRED), got {len(rows)} rows"
+        )
+    for i, row in enumerate(rows):
+        if type(row) is not list:
+            raise InvalidRequest(f"X[{i}] must be an array of {n_features} numbers, got {_kind(row)}")
+        if len(row) != n_features:
+            raise InvalidRequest(
+                f"X has the wrong shape: expected [{seq_len}, {n_features}], "
+                f"row X[{i}] has {len(row)} values"
+            )
+        # `type(v) in` (not isinstance) so that true/false, which are ints in Python, are refused.
+        if not all(type(v) is float or type(v) is int for v in row):
+            j, v = next((j, v) for j, v in enumerate(row) if type(v) not in (float, int))
+            raise InvalidRequest(f"X[{i}][{j}] must be a number, got {_kind(v)}")
+    try:
+        window = np.array(rows, dtype=np.float64)
+    except OverflowError:
+        raise InvalidRequest("X holds an integer too large for a float") from None
+    # orjson never yields NaN or inf, but a float64 can still overflow float32, the model's type.
+    too_big = np.abs(window) > _FLOAT32_MAX
+    if too_big.any():
+        i, j = (int(k) for k in np.argwhere(too_big)[0])
+        raise InvalidRequest(f"X[{i}][{j}] is out of range: |value| must be at most {_FLOAT32_MAX:g}")
+    return window.astype(np.float32)
+
+
+def parse_callback_url(url: Any) -> str | None:
+    if url is None:
+        return None
+    if type(url) is not str:
+        raise InvalidRequest(f"callback_url must be a string URL, got {_kind(url)}")
+    if len(url) > _MAX_URL_LENGTH:
+        raise InvalidRequest(f"callback_url is longer than {_MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise InvalidRequest("callback_url is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise InvalidRequest(
+            "callback_url must be an absolute http:// or https:// URL with a host, "
+            f"got scheme {parts.scheme or 'none'!r} and host {host or 'none'!r}"
+        )
+    return url
+
+
+def parse_metadata(metadata: Any) -> dict[str, Any] | None:
+    if metadata is None or type(metadata) is dict:
+        return metadata
+    raise InvalidRequest(f"metadata must be a JSON object, got {_kind(metadata)}")
+
+
+def parse_reload(body: bytes) -> str | None:
+    """The alias asked for, or None for the configured default. Empty body and {} mean None."""
+    if not body.strip():
+        return None
+    payload = parse_json(body)
+    if type(payload) is not dict:
+        raise InvalidRequest(f"body must be a JSON object like {{\"alias\": \"Production\"}}, got {_kind(payload)}")
+    alias = payload.get("alias")
+    if alias is None:
+        return None
+    if type(alias) is not str or not alias.strip():
+        raise InvalidRequest(f"alias must be a non-empty string, got {_kind(alias)}")
+    return alias

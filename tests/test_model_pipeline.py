@@ -1,0 +1,181 @@
+"""The registered model, end to end against a real `mlflow server`: registry load, the
+wrapper's checks, `mlflow models serve`, `mlflow run . -e train`, promotion."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from model_wrapper.features import FEATURE_NAMES, window_from_candles
+from model_wrapper.publish import promote, set_alias
+from model_wrapper.synthetic import synthetic_candles
+from tests.conftest import MODEL_NAME, SEQ_LEN, Registry, TrainedVersions, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+# `mlflow models serve` starts `uvicorn` by name: the venv's bin must be on PATH.
+VENV_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def windows(n: int, seed: int = 100) -> np.ndarray:
+    """n distinct real windows from synthetic candles."""
+    candles = synthetic_candles(60 + n, seed=seed)
+    return np.asarray(
+        [window_from_candles(candles.iloc[: 40 + i], SEQ_LEN) for i in range(n)], np.float32
+    )
+
+
+@pytest.fixture(scope="module")
+def staging_model(trained: TrainedVersions) -> mlflow.pyfunc.PyFuncModel:
+    return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@staging")
+
+
+def test_registered_model_records_its_shape(
+    staging_model: mlflow.pyfunc.PyFuncModel, trained: TrainedVersions
+) -> None:
+    meta = staging_model.metadata
+    assert meta.metadata["seq_len"] == SEQ_LEN
+    assert meta.metadata["n_features"] == len(FEATURE_NAMES)
+    assert meta.metadata["feature_names"] == list(FEATURE_NAMES)
+    spec = meta.get_input_schema().inputs[0]
+    assert spec.shape == (-1, SEQ_LEN, len(FEATURE_NAMES))
+    assert spec.type == np.dtype(np.float32)
+    version = MlflowClient().get_model_version(MODEL_NAME, trained.staging)
+    assert version.tags["seq_len"] == str(SEQ_LEN)
+    assert "staging" in version.aliases
+
+
+def test_registered_model_equals_network_plus_scaler(
+    staging_model: mlflow.pyfunc.PyFuncModel, tmp_path: Path
+) -> None:
+    import keras
+
+    from model_wrapper.pyfunc import CLOSE, transform_windows
+
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}@staging", dst_path=str(tmp_path)))
+    artifacts = local / "artifacts"
+    network = keras.saving.load_model(artifacts / "network.keras", compile=False)
+    scaler = json.loads((artifacts / "scaler.json").read_text())
+    x = windows(8)
+    scaled = (transform_windows(x.astype(np.float64)) - scaler["mean"]) / scaler["scale"]
+    out = np.asarray(network(scaled.astype(np.float32), training=False))[:, 0]
+    expected = x[:, -1, CLOSE] * np.exp(out * scaler["target_scale"] + scaler["target_mean"])
+    got = staging_model.predict(x)
+    assert got.shape == (8,)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    # A real forecast: near the last close, not a constant.
+    assert np.all(np.abs(got / x[:, -1, CLOSE] - 1) < 0.2)
+    assert len(set(np.round(got, 6))) == 8
+
+
+def test_wrapper_takes_one_window_or_many(staging_model: mlflow.pyfunc.PyFuncModel) -> None:
+    forecaster = staging_model.unwrap_python_model()
+    x = windows(3)
+    many = forecaster.predict(None, x)
+    one = forecaster.predict(None, x[1])
+    assert one.shape == (1,)
+    np.testing.assert_allclose(one[0], many[1], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda x: x[:, :5], "each window must be 12 time steps x 18 features, got 5 x 18"),
+        (lambda x: x[:, :, :17], "each window must be 12 time steps x 18 features, got 12 x 17"),
+        (lambda x: x[0, 0], "X must have shape [12, 18] or [N, 12, 18], got shape [18]"),
+        (lambda x: np.where(np.arange(18) == 6, np.nan, x), "X must be finite numbers: found nan"),
+        (lambda x: np.where(np.arange(18) == 6, np.inf, x), "X must be finite numbers: found inf"),
+        (lambda x: np.where(np.arange(18) == 3, -5.0, x), "prices must be positive: found -5.0"),
+        (lambda x: np.where(np.arange(18) == 0, 0.0, x), "feature 'open'"),
+        (lambda x: np.where(np.arange(18) == 4, -1.0, x), "volume must not be negative"),
+        (lambda x: x[:0], "X holds no window"),
+    ],
+)
+def test_wrapper_refuses_bad_windows_with_a_clear_message(
+    staging_model: mlflow.pyfunc.PyFuncModel, change: object, message: str
+) -> None:
+    forecaster = staging_model.unwrap_python_model()
+    bad = change(windows(2).astype(np.float64))  # type: ignore[operator]
+    with pytest.raises(MlflowException) as info:
+        forecaster.predict(None, bad)
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert message in info.value.message
+
+
+def test_mlflow_models_serve_answers_the_same(
+    staging_model: mlflow.pyfunc.PyFuncModel, registry: Registry, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "PATH": VENV_PATH}
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [Path(sys.executable).with_name("mlflow"), "models", "serve", "-m",
+         f"models:/{MODEL_NAME}@staging", "--env-manager", "local", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        x = windows(3)
+        body = json.dumps({"inputs": x.tolist()}).encode()
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+            try:
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/invocations", body,
+                    {"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(req, timeout=10) as response:
+                    answer = json.loads(response.read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow models serve did not come up"
+                time.sleep(0.5)
+        np.testing.assert_allclose(answer["predictions"], staging_model.predict(x), rtol=1e-6)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_mlflow_run_train_registers_a_new_version(registry: Registry, trained: TrainedVersions) -> None:
+    client = MlflowClient()
+    name = "BTC_LSTM_mlflow_run"
+    # The entry point runs `python -m scripts.train`: the venv's python must come first.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "PATH": VENV_PATH}
+    subprocess.run(
+        [Path(sys.executable).with_name("mlflow"), "run", str(ROOT), "-e", "train",
+         "--env-manager", "local", "-P", "epochs=1", "-P", f"registered_model_name={name}",
+         "-P", "alias=candidate"],
+        env=env, check=True, cwd=ROOT, timeout=300,
+    )
+    version = client.get_model_version_by_alias(name, "candidate")
+    run = client.get_run(version.run_id)
+    assert run.data.params["epochs"] == "1"
+    for metric in ("holdout_mae_usd", "baseline_mae_usd", "holdout_rmse_usd", "holdout_mape_pct",
+                   "loss", "val_loss"):
+        assert metric in run.data.metrics
+    assert "holdout_predictions.png" in [a.path for a in client.list_artifacts(run.info.run_id)]
+
+
+def test_promote_copies_an_alias_and_set_alias_moves_it(trained: TrainedVersions) -> None:
+    client = MlflowClient()
+    assert promote(MODEL_NAME, "staging", "canary") == trained.staging
+    assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.staging
+    set_alias(MODEL_NAME, "canary", trained.production)
+    assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.production
+    # The CLI does the same.
+    subprocess.run(
+        [sys.executable, "-m", "scripts.promote", "--from-alias", "staging", "--to-alias", "canary"],
+        check=True, cwd=ROOT, env={**os.environ}, timeout=120,
+    )
+    assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.staging
