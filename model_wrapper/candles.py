@@ -15,7 +15,8 @@ import pandas as pd
 
 from model_wrapper.features import CANDLE_COLUMNS
 
-YAHOO_HEADER = ("date", "open", "high", "low", "close", "adj close", "volume")
+# "Adj Close" is optional: it is never used, and many exports leave it out.
+YAHOO_HEADER = ("date", "open", "high", "low", "close", "volume")
 GENERIC_HEADER = ("timestamp", "open", "high", "low", "close", "volume")
 BINANCE_COLUMNS = 12  # open time, OHLCV, close time, quote volume, trades, taker x2, ignore
 
@@ -33,7 +34,8 @@ def load_candles(path: str | Path, min_rows: int = 1) -> pd.DataFrame:
     # Blank lines are skipped, so remember each row's physical line number for the errors.
     rows: list[tuple[int, list[str]]] = []
     try:
-        with path.open(newline="") as f:
+        # utf-8-sig: spreadsheet exports ("CSV UTF-8") start with a byte-order mark.
+        with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             try:
                 start = 1

@@ -142,10 +142,10 @@ BAD_FILES: dict[str, tuple[str, int, tuple[str, ...]]] = {
         1,
         ("missing columns ['timestamp']",),
     ),
-    "yahoo_missing_adj_close": (
-        "Date,Open,High,Low,Close,Volume\n2024-01-01,1,2,0.5,1.5,3\n",
+    "yahoo_missing_volume": (
+        "Date,Open,High,Low,Close,Adj Close\n2024-01-01,1,2,0.5,1.5,1.5\n",
         1,
-        ("missing columns ['adj close']",),
+        ("missing columns ['volume']",),
     ),
     "unparseable_number": (
         generic_with_bad_row("1704074400,42250.75,42260,41800,4185O.0,30"),
@@ -308,3 +308,11 @@ def test_error_is_a_value_error(tmp_path: Path) -> None:
     path = write(tmp_path, "bad.csv", generic_with_bad_row("x,1,1,1,1,1"))
     with pytest.raises(ValueError):
         load_candles(path)
+
+
+def test_yahoo_without_adj_close_and_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffDate,Open,High,Low,Close,Volume\n2024-01-01,1,2,0.5,1.5,3\n".encode())
+    candles = load_candles(path)
+    assert candles["close"].tolist() == [1.5]
+    assert str(candles.index.tz) == "UTC"
