@@ -110,11 +110,14 @@ class ModelStore:
         try:
             version = str(client.get_model_version_by_alias(name, alias).version)
         except MlflowException as e:
+            # A missing alias is INVALID_PARAMETER_VALUE, not RESOURCE_DOES_NOT_EXIST.
             if e.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
-                raise ReloadFailed(f"alias '{alias}' of model '{name}' not found in the registry") from None
-            raise ReloadFailed(f"registry error at {s.mlflow_tracking_uri}: {_short(e)}") from None
-        except Exception as e:  # connection errors arrive as requests/urllib3 exceptions
-            raise ReloadFailed(f"registry unreachable at {s.mlflow_tracking_uri}: {_short(e)}") from None
+                raise ReloadFailed(
+                    f"alias '{alias}' of model '{name}' not found in the registry"
+                ) from None
+            raise ReloadFailed(_registry_failure(s.mlflow_tracking_uri, e)) from None
+        except Exception as e:
+            raise ReloadFailed(_registry_failure(s.mlflow_tracking_uri, e)) from None
         pyfunc = self._loaded.get(version)
         if pyfunc is None:
             pyfunc = self._load_version(version)
@@ -164,6 +167,21 @@ class ModelStore:
         except Exception as e:
             raise ReloadFailed(f"version {version} could not be loaded: {_short(e)}") from None
         return pyfunc
+
+
+def _registry_failure(uri: str, e: BaseException) -> str:
+    # The client wraps transport errors in an MlflowException whose text repeats the whole
+    # request; operators need the cause.
+    text = str(e)
+    for needle, cause in (
+        ("Connection refused", "connection refused"),
+        ("timed out", "timed out"),
+        ("Name or service not known", "unknown host"),
+        ("Max retries exceeded", "no answer"),
+    ):
+        if needle in text:
+            return f"registry unreachable at {uri}: {cause}"
+    return f"registry error at {uri}: {_short(e)}"
 
 
 def _short(e: BaseException, limit: int = 300) -> str:

@@ -133,5 +133,6 @@ def parse_reload(body: bytes) -> str | None:
     if alias is None:
         return None
     if type(alias) is not str or not alias.strip():
-        raise InvalidRequest(f"alias must be a non-empty string, got {_kind(alias)}")
+        got = "an empty string" if type(alias) is str else _kind(alias)
+        raise InvalidRequest(f"alias must be a non-empty string, got {got}")
     return alias

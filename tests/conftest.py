@@ -91,3 +91,57 @@ def trained(registry: Registry) -> TrainedVersions:
         synthetic_candles(N_CANDLES, seed=2), config, MODEL_NAME, "Production"
     )
     return TrainedVersions(staging=v1.version, production=v2.version)
+
+
+BROKEN_MODEL_CODE = '''
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+
+class Broken(PythonModel):
+    def load_context(self, context):
+        raise RuntimeError("this version's artifacts are broken")
+
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+mlflow.models.set_model(Broken())
+'''
+
+
+@dataclass(frozen=True)
+class BadVersions:
+    broken: str  # behind @broken: its load_context raises
+    other_shape: str  # behind @short_window: trained for T=10
+
+
+@pytest.fixture(scope="session")
+def bad_versions(
+    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
+) -> BadVersions:
+    """Versions a gateway must refuse: one that cannot load, one trained for another T."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from model_wrapper.features import N_FEATURES
+    from model_wrapper.synthetic import synthetic_candles
+    from model_wrapper.training import TrainConfig, train_and_register
+
+    code = tmp_path_factory.mktemp("broken") / "broken_model.py"
+    code.write_text(BROKEN_MODEL_CODE)
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(code),
+            metadata={"seq_len": SEQ_LEN, "n_features": N_FEATURES},
+            registered_model_name=MODEL_NAME,
+            pip_requirements=["mlflow"],
+        )
+    broken = str(info.registered_model_version)
+    MlflowClient().set_registered_model_alias(MODEL_NAME, "broken", broken)
+    short = train_and_register(
+        synthetic_candles(N_CANDLES, seed=3), TrainConfig(seq_len=10, epochs=1), MODEL_NAME,
+        "short_window",
+    )
+    return BadVersions(broken=broken, other_shape=short.version)

@@ -1,0 +1,151 @@
+"""Real servers for tests: the gateway as a subprocess, aiohttp webhook receivers in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from aiohttp import web
+
+from model_wrapper.features import window_from_candles
+from model_wrapper.synthetic import synthetic_candles
+from tests.conftest import SEQ_LEN, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` until true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def real_windows(n: int, seed: int = 100, seq_len: int = SEQ_LEN) -> np.ndarray:
+    """n distinct windows built from synthetic candles the way a client builds them."""
+    candles = synthetic_candles(60 + n, seed=seed)
+    return np.asarray(
+        [window_from_candles(candles.iloc[: 40 + i], seq_len) for i in range(n)], np.float64
+    )
+
+
+@dataclass
+class GatewayProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def health(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/health", timeout=5).json())
+
+    def wait_loaded(self, timeout: float = 120) -> None:
+        wait_for(lambda: self._loaded(), timeout, "the gateway to load a model")
+
+    def _loaded(self) -> bool:
+        assert self.process.poll() is None, f"gateway exited:\n{self.log()[-3000:]}"
+        return bool(self.health()["model_loaded"])
+
+
+@contextlib.contextmanager
+def run_gateway(env: dict[str, str], log_dir: Path, wait_loaded: bool = True) -> Iterator[GatewayProcess]:
+    """`python -m gateway` on a free port; the port is bound before the model loads."""
+    port = free_port()
+    log_path = log_dir / f"gateway-{port}.log"
+    full_env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "MODEL_LOAD_RETRY_INTERVAL": "0.5",
+        "CALLBACK_ALLOWED_NETWORKS": "127.0.0.1/32",
+        **env,
+    }
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--port", str(port)],
+            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    gw = GatewayProcess(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        def up() -> bool:
+            assert process.poll() is None, f"gateway exited:\n{gw.log()[-3000:]}"
+            try:
+                return httpx.get(f"{gw.url}/health", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, 60, "the gateway to bind its port")
+        if wait_loaded:
+            gw.wait_loaded()
+        yield gw
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class Receiver:
+    """A real aiohttp webhook receiver on 127.0.0.1 that records what it gets.
+
+    mode: "ok" (200), "error" (500), "slow" (answers after `delay` seconds).
+    """
+
+    mode: str = "ok"
+    delay: float = 0.0
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    url: str = ""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.received.append((dict(request.headers), await request.read()))
+        if self.mode == "slow":
+            await asyncio.sleep(self.delay)
+        return web.Response(status=500 if self.mode == "error" else 200, text="received")
+
+
+@contextlib.contextmanager
+def run_receiver(mode: str = "ok", delay: float = 0.0) -> Iterator[Receiver]:
+    receiver = Receiver(mode=mode, delay=delay)
+    loop = asyncio.new_event_loop()
+    port = free_port()
+    ready = threading.Event()
+    runner_box: list[web.AppRunner] = []
+
+    async def start() -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", receiver._handle)
+        runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runner_box.append(runner)
+        ready.set()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    ready.wait(10)
+    receiver.url = f"http://127.0.0.1:{port}/hook"
+    try:
+        yield receiver
+    finally:
+        asyncio.run_coroutine_threadsafe(runner_box[0].cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

@@ -1,0 +1,245 @@
+"""The spec's API against a real gateway process, a real registry and real webhook receivers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import mlflow
+import numpy as np
+import orjson
+import pytest
+
+from gateway.errors import NOT_LOADED_DETAIL
+from tests.conftest import MODEL_NAME, Registry, TrainedVersions, free_port
+from tests.helpers import GatewayProcess, real_windows, run_gateway, run_receiver
+
+CALLBACK_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    env = {"MLFLOW_TRACKING_URI": registry.uri, "CALLBACK_TIMEOUT": str(CALLBACK_TIMEOUT)}
+    with run_gateway(env, tmp_path_factory.mktemp("gw")) as gw:
+        yield gw
+
+
+@pytest.fixture(scope="module")
+def staging_pyfunc(trained: TrainedVersions) -> mlflow.pyfunc.PyFuncModel:
+    return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{trained.staging}")
+
+
+def post(gw: GatewayProcess, path: str, body: object = None, raw: bytes | None = None,
+         headers: dict[str, str] | None = None) -> httpx.Response:
+    content = raw if raw is not None else (orjson.dumps(body) if body is not None else b"")
+    return httpx.post(f"{gw.url}{path}", content=content, headers=headers or {}, timeout=30)
+
+
+def test_health_reports_the_loaded_model(gateway: GatewayProcess, trained: TrainedVersions) -> None:
+    r = httpx.get(f"{gateway.url}/health")
+    assert r.status_code == 200
+    assert r.json() == {
+        "status": "ok",
+        "model_loaded": True,
+        "model_alias": "staging",
+        "model_version": trained.staging,
+    }
+
+
+def test_predict_equals_the_pyfuncs_own_output(
+    gateway: GatewayProcess, staging_pyfunc: mlflow.pyfunc.PyFuncModel, trained: TrainedVersions
+) -> None:
+    x = real_windows(5)
+    expected = staging_pyfunc.predict(x.astype(np.float32))
+    for window, value in zip(x, expected, strict=True):
+        r = post(gateway, "/predict", {"X": window.tolist()})
+        assert r.status_code == 200, r.text
+        assert r.json() == {
+            "pred_btc_close_next": pytest.approx(float(value), rel=1e-5),
+            "posted_to_callback": False,
+            "model_alias": "staging",
+            "model_version": trained.staging,
+        }
+
+
+def test_predict_reads_json_whatever_the_content_type(gateway: GatewayProcess) -> None:
+    body = orjson.dumps({"X": real_windows(1)[0].tolist()})
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", ""):
+        r = post(gateway, "/predict", raw=body, headers={"Content-Type": content_type})
+        assert r.status_code == 200, (content_type, r.text)
+
+
+def _window() -> list[list[float]]:
+    return list(real_windows(1)[0].tolist())
+
+
+def _with(row: int, col: int, value: object) -> list[list[object]]:
+    x: list[list[object]] = [list(r) for r in _window()]
+    x[row][col] = value
+    return x
+
+
+BAD_PREDICT_BODIES: dict[str, tuple[bytes, str]] = {
+    "not json": (b"{X: 1", "body is not valid JSON"),
+    "empty body": (b"", "body is not valid JSON"),
+    "array body": (b"[1, 2]", "body must be a JSON object with X, got an array"),
+    "no X": (orjson.dumps({"x": _window()}), "X is required: expected 12 rows of 18 numbers"),
+    "X a string": (orjson.dumps({"X": "12x18"}), "X must be an array of arrays"),
+    "too few rows": (orjson.dumps({"X": _window()[:11]}), "expected [12, 18]"),
+    "too many rows": (orjson.dumps({"X": [*_window(), _window()[0]]}), "got 13 rows"),
+    "short row": (
+        orjson.dumps({"X": [_window()[0][:17], *_window()[1:]]}), "row X[0] has 17 values"
+    ),
+    "row not a list": (orjson.dumps({"X": [1.0, *_window()[1:]]}), "X[0] must be an array"),
+    "string value": (orjson.dumps({"X": _with(3, 4, "1.5")}), "X[3][4] must be a number, got a string"),
+    "boolean value": (orjson.dumps({"X": _with(2, 0, True)}), "X[2][0] must be a number, got a boolean"),
+    "null value": (orjson.dumps({"X": _with(0, 5, None)}), "X[0][5] must be a number, got null"),
+    "NaN": (orjson.dumps({"X": _window()}).replace(b"]]", b",NaN]]", 1), "not valid JSON"),
+    "Infinity literal": (
+        orjson.dumps({"X": _with(1, 1, 0.5)}).replace(b"0.5", b"Infinity", 1), "not valid JSON"
+    ),
+    "1e999": (orjson.dumps({"X": _with(1, 1, 0.5)}).replace(b"0.5", b"1e999", 1), "infinity"),
+    "beyond float32": (orjson.dumps({"X": _with(1, 7, 1e300)}), "X[1][7] is out of range"),
+    "huge integer": (
+        orjson.dumps({"X": _with(1, 7, 0.5)}).replace(b"0.5", b"9" * 400, 1), "infinity"
+    ),
+    "deep nesting": (b'{"X": ' + b"[" * 5000 + b"]" * 5000 + b"}", "not valid JSON"),
+    "callback not a string": (
+        orjson.dumps({"X": _window(), "callback_url": 5}), "callback_url must be a string URL"
+    ),
+    "callback relative": (
+        orjson.dumps({"X": _window(), "callback_url": "/hook"}), "absolute http:// or https://"
+    ),
+    "callback ftp": (
+        orjson.dumps({"X": _window(), "callback_url": "ftp://example.com/x"}), "scheme 'ftp'"
+    ),
+    "callback no host": (
+        orjson.dumps({"X": _window(), "callback_url": "http:///x"}), "with a host"
+    ),
+    "metadata a list": (
+        orjson.dumps({"X": _window(), "metadata": [1]}), "metadata must be a JSON object, got an array"
+    ),
+    "negative close (wrapper)": (orjson.dumps({"X": _with(11, 3, -100.0)}), "prices must be positive"),
+    "zero open (wrapper)": (orjson.dumps({"X": _with(0, 0, 0)}), "feature 'open'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PREDICT_BODIES))
+def test_bad_predict_bodies_get_400_with_the_reason(gateway: GatewayProcess, case: str) -> None:
+    body, reason = BAD_PREDICT_BODIES[case]
+    r = post(gateway, "/predict", raw=body)
+    assert r.status_code == 400, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith("예측 실패: ")
+    assert reason in detail
+    assert len(detail) < 600  # the input is never echoed back
+
+
+def test_callback_receives_the_spec_payload(gateway: GatewayProcess, trained: TrainedVersions) -> None:
+    metadata = {"request_id": "abc-123", "user_id": "user-456"}
+    with run_receiver("ok") as receiver:
+        r = post(gateway, "/predict", {"X": _window(), "callback_url": receiver.url, "metadata": metadata})
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert answer["posted_to_callback"] is True
+        assert "callback_error" not in answer
+        assert len(receiver.received) == 1
+        headers, body = receiver.received[0]
+    assert headers["Content-Type"] == "application/json"
+    assert orjson.loads(body) == {
+        "pred_btc_close_next": answer["pred_btc_close_next"],
+        "metadata": metadata,
+        "model_alias": "staging",
+        "model_version": trained.staging,
+    }
+
+
+def test_callback_without_metadata_sends_null(gateway: GatewayProcess) -> None:
+    with run_receiver("ok") as receiver:
+        r = post(gateway, "/predict", {"X": _window(), "callback_url": receiver.url})
+        assert r.json()["posted_to_callback"] is True
+        assert orjson.loads(receiver.received[0][1])["metadata"] is None
+
+
+@pytest.mark.parametrize("mode", ["refused", "error", "slow"])
+def test_failed_callback_never_fails_the_prediction(gateway: GatewayProcess, mode: str) -> None:
+    with run_receiver("slow" if mode == "slow" else "error", delay=CALLBACK_TIMEOUT + 2) as receiver:
+        url = f"http://127.0.0.1:{free_port()}/hook" if mode == "refused" else receiver.url
+        started = time.monotonic()
+        r = post(gateway, "/predict", {"X": _window(), "callback_url": url})
+        elapsed = time.monotonic() - started
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["posted_to_callback"] is False
+    assert answer["callback_error"]
+    assert answer["pred_btc_close_next"] > 0
+    # Within the budget plus a margin for the model call and process scheduling.
+    assert elapsed < CALLBACK_TIMEOUT + 1.5, elapsed
+
+
+def test_unknown_route_and_method_get_json_errors(gateway: GatewayProcess) -> None:
+    r = httpx.get(f"{gateway.url}/nope")
+    assert (r.status_code, r.json()) == (404, {"detail": "Not Found"})
+    r = httpx.get(f"{gateway.url}/predict")
+    assert r.status_code == 405
+    assert r.json() == {"detail": "Method Not Allowed"}
+
+
+def test_openapi_document_names_the_spec_title_version_and_schemas(gateway: GatewayProcess) -> None:
+    doc = httpx.get(f"{gateway.url}/openapi.json").json()
+    assert doc["info"] == {"title": "LSTM Inference with MLflow PyFunc", "version": "2.0.0"}
+    assert set(doc["paths"]) >= {"/health", "/reload", "/predict"}
+    schemas = doc["components"]["schemas"]
+    assert {"PredictPayload", "PredictResponse", "ReloadRequest", "ReloadResponse", "Health",
+            "CallbackPayload", "Error"} <= set(schemas)
+    x = schemas["PredictPayload"]["properties"]["X"]
+    assert (x["minItems"], x["items"]["minItems"]) == (12, 18)
+
+
+def test_not_loaded_detail_is_the_spec_text() -> None:
+    assert NOT_LOADED_DETAIL == "모델이 로드되지 않았습니다. /reload를 시도하세요."
+
+
+def test_startup_waits_for_the_registry_then_loads(
+    registry: Registry, trained: TrainedVersions, tmp_path: Path
+) -> None:
+    """The port binds at once; /predict is 503 until a registry appears; then it loads."""
+    late = Registry(f"http://127.0.0.1:{free_port()}", 0, registry.data_dir, registry.process)
+    late.port = int(late.uri.rsplit(":", 1)[1])
+    env = {"MLFLOW_TRACKING_URI": late.uri, "MODEL_LOAD_RETRY_INTERVAL": "0.5"}
+    with run_gateway(env, tmp_path, wait_loaded=False) as gw:
+        assert gw.health() == {
+            "status": "ok", "model_loaded": False, "model_alias": None, "model_version": None
+        }
+        r = post(gw, "/predict", {"X": _window()})
+        assert (r.status_code, r.json()) == (503, {"detail": NOT_LOADED_DETAIL})
+        # A second registry process over the same SQLite store and artifacts.
+        late.start()
+        try:
+            gw.wait_loaded(timeout=120)
+            assert post(gw, "/predict", {"X": _window()}).status_code == 200
+            assert "model not ready (attempt 1)" in gw.log()
+        finally:
+            late.stop()
+
+
+def test_after_the_startup_timeout_the_server_runs_and_reload_loads(
+    registry: Registry, trained: TrainedVersions, tmp_path: Path
+) -> None:
+    env = {
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+        "MODEL_LOAD_RETRY_INTERVAL": "0.2",
+        "MODEL_LOAD_TIMEOUT": "0.5",
+    }
+    with run_gateway(env, tmp_path, wait_loaded=False) as gw:
+        from tests.helpers import wait_for
+
+        wait_for(lambda: "giving up loading" in gw.log(), 60, "the start-up retries to give up")
+        assert gw.health()["model_loaded"] is False
+        r = post(gw, "/reload")
+        assert r.status_code == 500
+        assert r.json()["detail"].startswith("모델 리로드 실패: registry unreachable")
