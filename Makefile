@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 # Local registry on 127.0.0.1:5000 (started or reused), demo model behind `staging`, gateway on :8000.
 run: install
-	$(PY) -m scripts.run_local
+	$(PY) -m scripts.run_local $(ARGS)
 
 test: install
 	$(PY) -m pytest

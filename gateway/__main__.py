@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 
 import uvicorn
 
@@ -23,6 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # MLflow nags on every load that the wrapper's predict has no type hints; it has none on
+    # purpose (the logged TensorSpec signature is the schema), so the nag is noise here.
+    warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
     try:
         settings = Settings.from_environ(os.environ)
     except SettingsError as e:

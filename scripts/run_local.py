@@ -1,0 +1,111 @@
+"""`make run`: a local MLflow registry, the demo model behind `staging`, and the gateway.
+
+1. Reuses the MLflow server on 127.0.0.1:5000 if one answers, otherwise starts one in the
+   background (SQLite in .local/mlflow/mlflow.db, artifacts in .local/mlflow/artifacts; it keeps
+   running after this script stops, log in .local/mlflow/server.log).
+2. Trains the demo model on synthetic candles and registers it behind `staging`, unless the
+   alias already points at a version (`--retrain` trains a new one anyway).
+3. Writes a real request to .local/predict-request.json, prints curl examples, and runs the
+   gateway on 127.0.0.1:8000 in the foreground (Ctrl+C stops it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = ROOT / ".local"
+REGISTRY_HOST, REGISTRY_PORT = "127.0.0.1", 5000
+GATEWAY_HOST, GATEWAY_PORT = "127.0.0.1", 8000
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--retrain", action="store_true", help="train a new version anyway")
+    parser.add_argument("--epochs", type=int, default=30)
+    args = parser.parse_args(argv)
+
+    from scripts.local_registry import is_healthy, start_mlflow_server, wait_until_healthy
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+
+    uri = f"http://{REGISTRY_HOST}:{REGISTRY_PORT}"
+    os.environ.setdefault("MLFLOW_TRACKING_URI", uri)
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    if is_healthy(uri):
+        print(f"== using the MLflow server already running at {uri}")
+    else:
+        print(f"== starting mlflow server at {uri} (data in {LOCAL / 'mlflow'}); first start ~30 s")
+        process = start_mlflow_server(
+            LOCAL / "mlflow", REGISTRY_HOST, REGISTRY_PORT, LOCAL / "mlflow" / "server.log",
+            detach=True,
+        )
+        wait_until_healthy(uri, timeout=300, process=process)
+
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from model_wrapper.features import window_from_candles
+    from model_wrapper.publish import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+    from model_wrapper.synthetic import synthetic_candles
+    from model_wrapper.training import TrainConfig, train_and_register
+
+    mlflow.set_tracking_uri(uri)
+    name = os.environ.get("REGISTERED_MODEL_NAME", DEFAULT_MODEL_NAME)
+    alias = os.environ.get("MODEL_ALIAS", DEFAULT_ALIAS)
+    candles = synthetic_candles()
+    try:
+        version = MlflowClient().get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        version = None
+    if version is None or args.retrain:
+        print(f"== training the demo model ({args.epochs} epochs max) on synthetic hourly candles")
+        result = train_and_register(
+            candles, TrainConfig(epochs=args.epochs), registered_model_name=name, alias=alias
+        )
+        version = result.version
+        print(
+            f"== registered {name} version {version} as @{alias} in {result.seconds:.0f} s "
+            f"(holdout MAE {result.metrics['holdout_mae_usd']:.2f} USD, persistence "
+            f"{result.metrics['baseline_mae_usd']:.2f} USD)"
+        )
+    else:
+        print(f"== {name}@{alias} is version {version} (make run ARGS=--retrain for a new one)")
+
+    request = LOCAL / "predict-request.json"
+    request.parent.mkdir(exist_ok=True)
+    request.write_text(
+        json.dumps({"X": window_from_candles(candles), "metadata": {"request_id": "demo-1"}})
+    )
+    base = f"http://{GATEWAY_HOST}:{GATEWAY_PORT}"
+    print(
+        "\n== gateway starting on " + base + "; try, from another terminal:\n"
+        f"  curl -s {base}/health\n"
+        f"  curl -s -X POST {base}/predict -H 'Content-Type: application/json' "
+        f"-d @{request.relative_to(ROOT)}\n"
+        f"  curl -s -X POST {base}/reload -H 'Content-Type: application/json' "
+        f"-d '{{\"alias\": \"{alias}\"}}'\n",
+        flush=True,
+    )
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        # Lets the demo deliver callbacks to a receiver on this machine.
+        "CALLBACK_ALLOWED_NETWORKS": os.environ.get("CALLBACK_ALLOWED_NETWORKS", "127.0.0.1/32"),
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    }
+    os.chdir(ROOT)
+    os.execve(
+        sys.executable,
+        [sys.executable, "-m", "gateway", "--host", GATEWAY_HOST, "--port", str(GATEWAY_PORT)],
+        env,
+    )
+
+
+if __name__ == "__main__":
+    main()
