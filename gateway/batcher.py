@@ -112,9 +112,12 @@ class Batcher:
         values = np.asarray(out, dtype=np.float64).reshape(-1)
         if len(values) != len(batch):
             for _, fut in batch:
-                _resolve(fut, exception=PredictFailed(
-                    f"the model returned {len(values)} values for {len(batch)} windows"
-                ))
+                _resolve(
+                    fut,
+                    exception=PredictFailed(
+                        f"the model returned {len(values)} values for {len(batch)} windows"
+                    ),
+                )
             return
         for (_, fut), value in zip(batch, values, strict=True):
             _resolve(fut, result=(float(value), model))

@@ -62,7 +62,9 @@ class ModelStore:
             self._current = model
         log.info(
             "serving %s@%s version %s (%.2f s)",
-            self._settings.registered_model_name, alias, model.version,
+            self._settings.registered_model_name,
+            alias,
+            model.version,
             time.perf_counter() - started,
         )
         return model
@@ -83,13 +85,18 @@ class ModelStore:
                     log.error(
                         "giving up loading %s@%s after %d attempts (MODEL_LOAD_TIMEOUT=%gs): %s; "
                         "the server keeps running, POST /reload to try again",
-                        s.registered_model_name, s.model_alias, attempt, s.model_load_timeout,
+                        s.registered_model_name,
+                        s.model_alias,
+                        attempt,
+                        s.model_load_timeout,
                         e.reason,
                     )
                     return
                 log.warning(
                     "model not ready (attempt %d): %s; retrying in %gs",
-                    attempt, e.reason, min(s.model_load_retry_interval, left),
+                    attempt,
+                    e.reason,
+                    min(s.model_load_retry_interval, left),
                 )
                 await asyncio.sleep(min(s.model_load_retry_interval, left))
 
@@ -106,7 +113,9 @@ class ModelStore:
 
         s = self._settings
         name = s.registered_model_name
-        client = MlflowClient(tracking_uri=s.mlflow_tracking_uri, registry_uri=s.mlflow_tracking_uri)
+        client = MlflowClient(
+            tracking_uri=s.mlflow_tracking_uri, registry_uri=s.mlflow_tracking_uri
+        )
         try:
             version = str(client.get_model_version_by_alias(name, alias).version)
         except MlflowException as e:

@@ -81,7 +81,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "PredictResponse": {
             "type": "object",
             "required": [
-                "pred_btc_close_next", "posted_to_callback", "model_alias", "model_version"
+                "pred_btc_close_next",
+                "posted_to_callback",
+                "model_alias",
+                "model_version",
             ],
             "properties": {
                 "pred_btc_close_next": {"type": "number"},
@@ -126,7 +129,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "requestBody": {"required": False, "content": _json("ReloadRequest")},
                     "responses": {
                         "200": {"description": "Reloaded", "content": _json("ReloadResponse")},
-                        "400": {"description": "Unreadable body", **_error("모델 리로드 실패: ...")},
+                        "400": {
+                            "description": "Unreadable body",
+                            **_error("모델 리로드 실패: ..."),
+                        },
                         "413": {"description": "Body too large", **_error("모델 리로드 실패: ...")},
                         "500": {"description": "Reload failed", **_error("모델 리로드 실패: ...")},
                     },

@@ -73,7 +73,9 @@ def parse_window(rows: Any, seq_len: int, n_features: int) -> np.ndarray:
         )
     for i, row in enumerate(rows):
         if type(row) is not list:
-            raise InvalidRequest(f"X[{i}] must be an array of {n_features} numbers, got {_kind(row)}")
+            raise InvalidRequest(
+                f"X[{i}] must be an array of {n_features} numbers, got {_kind(row)}"
+            )
         if len(row) != n_features:
             raise InvalidRequest(
                 f"X has the wrong shape: expected [{seq_len}, {n_features}], "
@@ -91,7 +93,9 @@ def parse_window(rows: Any, seq_len: int, n_features: int) -> np.ndarray:
     too_big = np.abs(window) > _FLOAT32_MAX
     if too_big.any():
         i, j = (int(k) for k in np.argwhere(too_big)[0])
-        raise InvalidRequest(f"X[{i}][{j}] is out of range: |value| must be at most {_FLOAT32_MAX:g}")
+        raise InvalidRequest(
+            f"X[{i}][{j}] is out of range: |value| must be at most {_FLOAT32_MAX:g}"
+        )
     return window.astype(np.float32)
 
 
@@ -128,7 +132,9 @@ def parse_reload(body: bytes) -> str | None:
         return None
     payload = parse_json(body)
     if type(payload) is not dict:
-        raise InvalidRequest(f"body must be a JSON object like {{\"alias\": \"Production\"}}, got {_kind(payload)}")
+        raise InvalidRequest(
+            f'body must be a JSON object like {{"alias": "Production"}}, got {_kind(payload)}'
+        )
     alias = payload.get("alias")
     if alias is None:
         return None

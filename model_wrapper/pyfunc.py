@@ -25,6 +25,8 @@ OPEN, HIGH, LOW, CLOSE, VOLUME = 0, 1, 2, 3, 4
 SMA_7, SMA_21, EMA_12, EMA_26, MACD, MACD_SIGNAL = 9, 10, 11, 12, 13, 14
 PRICE_LEVELS = (OPEN, HIGH, LOW, CLOSE, SMA_7, SMA_21, EMA_12, EMA_26)
 PRICE_DIFFS = (MACD, MACD_SIGNAL)
+# Batch sizes the inference function is compiled for; larger inputs run in chunks of the last.
+BATCH_BUCKETS = (1, 4, 16, 64)
 
 
 def invalid(message: str) -> MlflowException:
@@ -81,9 +83,7 @@ def check_windows(
     volume = arr[:, :, VOLUME]
     if (volume < 0).any():
         n, t = (int(i) for i in np.argwhere(volume < 0)[0])
-        raise invalid(
-            f"volume must not be negative: found {volume[n, t]} at window {n}, step {t}"
-        )
+        raise invalid(f"volume must not be negative: found {volume[n, t]} at window {n}, step {t}")
     return arr
 
 
@@ -107,7 +107,6 @@ class LSTMForecaster(PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
         # TensorFlow is imported here, not at module level, so importing this file is cheap.
         import keras
-        import tensorflow as tf
 
         with open(context.artifacts["metadata"]) as f:
             meta = json.load(f)
@@ -121,12 +120,7 @@ class LSTMForecaster(PythonModel):
         self._target_mean = float(scaler["target_mean"])
         self._target_scale = float(scaler["target_scale"])
         network = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
-        # A traced graph with a fixed signature: Model.predict costs ~50 ms a call on CPU
-        # (it builds a dataset and a loop every time) and an eager call ~5 ms.
-        spec = tf.TensorSpec([None, self.seq_len, self.n_features], tf.float32)
-        self._network = network
-        self._infer = tf.function(lambda x: network(x, training=False), input_signature=[spec])
-        self._infer(np.zeros((1, self.seq_len, self.n_features), np.float32))
+        self._infer, self.backend = _compile(network, self.seq_len, self.n_features)
 
     # model_input stays unannotated: MLflow reads predict's type hints as a schema of its own,
     # and the explicit TensorSpec signature logged with the model is the one that should rule.
@@ -134,10 +128,52 @@ class LSTMForecaster(PythonModel):
         self, context: PythonModelContext | None, model_input, params: dict[str, Any] | None = None
     ) -> np.ndarray:
         arr = check_windows(model_input, self.seq_len, self.n_features, self.feature_names)
-        scaled = (transform_windows(arr) - self._mean) / self._scale
-        out = self._infer(scaled.astype(np.float32)).numpy()[:, 0].astype(np.float64)
-        log_return = out * self._target_scale + self._target_mean
+        scaled = ((transform_windows(arr) - self._mean) / self._scale).astype(np.float32)
+        out = np.concatenate(
+            [
+                self._run(scaled[i : i + BATCH_BUCKETS[-1]])
+                for i in range(0, len(scaled), BATCH_BUCKETS[-1])
+            ]
+        )
+        log_return = out.astype(np.float64) * self._target_scale + self._target_mean
         return arr[:, -1, CLOSE] * np.exp(log_return)
+
+    def _run(self, chunk: np.ndarray) -> np.ndarray:
+        """Outputs for at most BATCH_BUCKETS[-1] windows, padded to the next compiled size."""
+        n = len(chunk)
+        size = next(b for b in BATCH_BUCKETS if b >= n)
+        if size > n:
+            chunk = np.concatenate([chunk, np.zeros((size - n, *chunk.shape[1:]), np.float32)])
+        return np.asarray(self._infer(chunk))[:n, 0]
+
+
+def _compile(network: Any, seq_len: int, n_features: int) -> tuple[Any, str]:
+    """The fastest inference function that agrees with the plain graph, compiled now.
+
+    Model.predict costs ~50 ms a call on CPU (it builds a dataset and a loop every time) and an
+    eager call ~5 ms; a traced graph with a fixed signature ~0.5 ms, and the same graph compiled
+    by XLA about half that. XLA compiles once per input shape, so every bucket size is compiled
+    here rather than on a request, and it is used only where it matches the plain graph.
+    """
+    import tensorflow as tf
+
+    spec = [tf.TensorSpec([None, seq_len, n_features], tf.float32)]
+    graph = tf.function(lambda x: network(x, training=False), input_signature=spec)
+    probe = np.random.default_rng(0).standard_normal((4, seq_len, n_features)).astype(np.float32)
+    expected = np.asarray(graph(probe))
+    try:
+        xla = tf.function(
+            lambda x: network(x, training=False), input_signature=spec, jit_compile=True
+        )
+        if np.allclose(np.asarray(xla(probe)), expected, rtol=1e-5, atol=1e-6):
+            for size in BATCH_BUCKETS:
+                xla(np.zeros((size, seq_len, n_features), np.float32))
+            return xla, "xla"
+    except Exception:  # no XLA on this platform: the plain graph is still fast
+        pass
+    for size in BATCH_BUCKETS:
+        graph(np.zeros((size, seq_len, n_features), np.float32))
+    return graph, "graph"
 
 
 mlflow.models.set_model(LSTMForecaster())

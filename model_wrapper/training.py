@@ -65,8 +65,8 @@ def make_windows(candles: pd.DataFrame, seq_len: int) -> Windows:
 
 
 def chronological_split(n: int, validation: float, holdout: float) -> tuple[slice, slice, slice]:
-    n_hold = max(1, int(round(n * holdout)))
-    n_val = max(1, int(round(n * validation)))
+    n_hold = max(1, round(n * holdout))
+    n_val = max(1, round(n * validation))
     n_train = n - n_val - n_hold
     if n_train < 1:
         raise ValueError(f"{n} windows are too few to split into train, validation and holdout")
@@ -126,10 +126,16 @@ def train_and_register(
         mlflow.set_experiment(experiment)
     with mlflow.start_run() as run:
         mlflow.log_params(
-            {**asdict(config), "data": data_label, "n_candles": len(candles),
-             "n_windows": len(windows.x), "n_features": len(FEATURE_NAMES),
-             "n_train": train.stop - train.start, "n_validation": val.stop - val.start,
-             "n_holdout": hold.stop - hold.start}
+            {
+                **asdict(config),
+                "data": data_label,
+                "n_candles": len(candles),
+                "n_windows": len(windows.x),
+                "n_features": len(FEATURE_NAMES),
+                "n_train": train.stop - train.start,
+                "n_validation": val.stop - val.start,
+                "n_holdout": hold.stop - hold.start,
+            }
         )
         network = build_network(
             config.seq_len, len(FEATURE_NAMES), config.units, config.learning_rate

@@ -19,7 +19,9 @@ def is_healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_until_healthy(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_until_healthy(
+    url: str, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -46,11 +48,16 @@ def start_mlflow_server(
         [
             str(Path(sys.executable).with_name("mlflow")),
             "server",
-            "--backend-store-uri", f"sqlite:///{data_dir.resolve() / 'mlflow.db'}",
-            "--artifacts-destination", str((data_dir / "artifacts").resolve()),
-            "--host", host,
-            "--port", str(port),
-            "--workers", "1",
+            "--backend-store-uri",
+            f"sqlite:///{data_dir.resolve() / 'mlflow.db'}",
+            "--artifacts-destination",
+            str((data_dir / "artifacts").resolve()),
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
         ],
         env=env,
         stdout=out,

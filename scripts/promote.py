@@ -1,7 +1,7 @@
 """Move a registry alias: copy one alias's version to another, or point it at a version.
 
-    python -m scripts.promote --from-alias staging --to-alias Production
-    python -m scripts.promote --version 3 --to-alias staging
+python -m scripts.promote --from-alias staging --to-alias Production
+python -m scripts.promote --version 3 --to-alias staging
 """
 
 from __future__ import annotations

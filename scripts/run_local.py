@@ -41,7 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(f"== starting mlflow server at {uri} (data in {LOCAL / 'mlflow'}); first start ~30 s")
         process = start_mlflow_server(
-            LOCAL / "mlflow", REGISTRY_HOST, REGISTRY_PORT, LOCAL / "mlflow" / "server.log",
+            LOCAL / "mlflow",
+            REGISTRY_HOST,
+            REGISTRY_PORT,
+            LOCAL / "mlflow" / "server.log",
             detach=True,
         )
         wait_until_healthy(uri, timeout=300, process=process)
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         f"  curl -s -X POST {base}/predict -H 'Content-Type: application/json' "
         f"-d @{request.relative_to(ROOT)}\n"
         f"  curl -s -X POST {base}/reload -H 'Content-Type: application/json' "
-        f"-d '{{\"alias\": \"{alias}\"}}'\n",
+        f'-d \'{{"alias": "{alias}"}}\'\n',
         flush=True,
     )
     env = {

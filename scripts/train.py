@@ -38,9 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))
-    config = TrainConfig(
-        seq_len=args.seq_len, epochs=args.epochs, units=args.units, seed=args.seed
-    )
+    config = TrainConfig(seq_len=args.seq_len, epochs=args.epochs, units=args.units, seed=args.seed)
     if args.data == "synthetic":
         candles = synthetic_candles(args.synthetic_rows, seed=args.seed)
     else:

@@ -87,13 +87,11 @@ def trained(registry: Registry) -> TrainedVersions:
 
     config = TrainConfig(seq_len=SEQ_LEN, epochs=1)
     v1 = train_and_register(synthetic_candles(N_CANDLES, seed=1), config, MODEL_NAME, "staging")
-    v2 = train_and_register(
-        synthetic_candles(N_CANDLES, seed=2), config, MODEL_NAME, "Production"
-    )
+    v2 = train_and_register(synthetic_candles(N_CANDLES, seed=2), config, MODEL_NAME, "Production")
     return TrainedVersions(staging=v1.version, production=v2.version)
 
 
-BROKEN_MODEL_CODE = '''
+BROKEN_MODEL_CODE = """
 import mlflow
 from mlflow.pyfunc import PythonModel
 
@@ -107,7 +105,7 @@ class Broken(PythonModel):
 
 
 mlflow.models.set_model(Broken())
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -141,7 +139,9 @@ def bad_versions(
     broken = str(info.registered_model_version)
     MlflowClient().set_registered_model_alias(MODEL_NAME, "broken", broken)
     short = train_and_register(
-        synthetic_candles(N_CANDLES, seed=3), TrainConfig(seq_len=10, epochs=1), MODEL_NAME,
+        synthetic_candles(N_CANDLES, seed=3),
+        TrainConfig(seq_len=10, epochs=1),
+        MODEL_NAME,
         "short_window",
     )
     return BadVersions(broken=broken, other_shape=short.version)

@@ -63,7 +63,9 @@ class GatewayProcess:
 
 
 @contextlib.contextmanager
-def run_gateway(env: dict[str, str], log_dir: Path, wait_loaded: bool = True) -> Iterator[GatewayProcess]:
+def run_gateway(
+    env: dict[str, str], log_dir: Path, wait_loaded: bool = True
+) -> Iterator[GatewayProcess]:
     """`python -m gateway` on a free port; the port is bound before the model loads."""
     port = free_port()
     log_path = log_dir / f"gateway-{port}.log"
@@ -77,10 +79,14 @@ def run_gateway(env: dict[str, str], log_dir: Path, wait_loaded: bool = True) ->
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "--port", str(port)],
-            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     gw = GatewayProcess(f"http://127.0.0.1:{port}", process, log_path)
     try:
+
         def up() -> bool:
             assert process.poll() is None, f"gateway exited:\n{gw.log()[-3000:]}"
             try:

@@ -33,8 +33,13 @@ def staging_pyfunc(trained: TrainedVersions) -> mlflow.pyfunc.PyFuncModel:
     return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{trained.staging}")
 
 
-def post(gw: GatewayProcess, path: str, body: object = None, raw: bytes | None = None,
-         headers: dict[str, str] | None = None) -> httpx.Response:
+def post(
+    gw: GatewayProcess,
+    path: str,
+    body: object = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
     content = raw if raw is not None else (orjson.dumps(body) if body is not None else b"")
     return httpx.post(f"{gw.url}{path}", content=content, headers=headers or {}, timeout=30)
 
@@ -92,38 +97,55 @@ BAD_PREDICT_BODIES: dict[str, tuple[bytes, str]] = {
     "too few rows": (orjson.dumps({"X": _window()[:11]}), "expected [12, 18]"),
     "too many rows": (orjson.dumps({"X": [*_window(), _window()[0]]}), "got 13 rows"),
     "short row": (
-        orjson.dumps({"X": [_window()[0][:17], *_window()[1:]]}), "row X[0] has 17 values"
+        orjson.dumps({"X": [_window()[0][:17], *_window()[1:]]}),
+        "row X[0] has 17 values",
     ),
     "row not a list": (orjson.dumps({"X": [1.0, *_window()[1:]]}), "X[0] must be an array"),
-    "string value": (orjson.dumps({"X": _with(3, 4, "1.5")}), "X[3][4] must be a number, got a string"),
-    "boolean value": (orjson.dumps({"X": _with(2, 0, True)}), "X[2][0] must be a number, got a boolean"),
+    "string value": (
+        orjson.dumps({"X": _with(3, 4, "1.5")}),
+        "X[3][4] must be a number, got a string",
+    ),
+    "boolean value": (
+        orjson.dumps({"X": _with(2, 0, True)}),
+        "X[2][0] must be a number, got a boolean",
+    ),
     "null value": (orjson.dumps({"X": _with(0, 5, None)}), "X[0][5] must be a number, got null"),
     "NaN": (orjson.dumps({"X": _window()}).replace(b"]]", b",NaN]]", 1), "not valid JSON"),
     "Infinity literal": (
-        orjson.dumps({"X": _with(1, 1, 0.5)}).replace(b"0.5", b"Infinity", 1), "not valid JSON"
+        orjson.dumps({"X": _with(1, 1, 0.5)}).replace(b"0.5", b"Infinity", 1),
+        "not valid JSON",
     ),
     "1e999": (orjson.dumps({"X": _with(1, 1, 0.5)}).replace(b"0.5", b"1e999", 1), "infinity"),
     "beyond float32": (orjson.dumps({"X": _with(1, 7, 1e300)}), "X[1][7] is out of range"),
     "huge integer": (
-        orjson.dumps({"X": _with(1, 7, 0.5)}).replace(b"0.5", b"9" * 400, 1), "infinity"
+        orjson.dumps({"X": _with(1, 7, 0.5)}).replace(b"0.5", b"9" * 400, 1),
+        "infinity",
     ),
     "deep nesting": (b'{"X": ' + b"[" * 5000 + b"]" * 5000 + b"}", "not valid JSON"),
     "callback not a string": (
-        orjson.dumps({"X": _window(), "callback_url": 5}), "callback_url must be a string URL"
+        orjson.dumps({"X": _window(), "callback_url": 5}),
+        "callback_url must be a string URL",
     ),
     "callback relative": (
-        orjson.dumps({"X": _window(), "callback_url": "/hook"}), "absolute http:// or https://"
+        orjson.dumps({"X": _window(), "callback_url": "/hook"}),
+        "absolute http:// or https://",
     ),
     "callback ftp": (
-        orjson.dumps({"X": _window(), "callback_url": "ftp://example.com/x"}), "scheme 'ftp'"
+        orjson.dumps({"X": _window(), "callback_url": "ftp://example.com/x"}),
+        "scheme 'ftp'",
     ),
     "callback no host": (
-        orjson.dumps({"X": _window(), "callback_url": "http:///x"}), "with a host"
+        orjson.dumps({"X": _window(), "callback_url": "http:///x"}),
+        "with a host",
     ),
     "metadata a list": (
-        orjson.dumps({"X": _window(), "metadata": [1]}), "metadata must be a JSON object, got an array"
+        orjson.dumps({"X": _window(), "metadata": [1]}),
+        "metadata must be a JSON object, got an array",
     ),
-    "negative close (wrapper)": (orjson.dumps({"X": _with(11, 3, -100.0)}), "prices must be positive"),
+    "negative close (wrapper)": (
+        orjson.dumps({"X": _with(11, 3, -100.0)}),
+        "prices must be positive",
+    ),
     "zero open (wrapper)": (orjson.dumps({"X": _with(0, 0, 0)}), "feature 'open'"),
 }
 
@@ -139,10 +161,16 @@ def test_bad_predict_bodies_get_400_with_the_reason(gateway: GatewayProcess, cas
     assert len(detail) < 600  # the input is never echoed back
 
 
-def test_callback_receives_the_spec_payload(gateway: GatewayProcess, trained: TrainedVersions) -> None:
+def test_callback_receives_the_spec_payload(
+    gateway: GatewayProcess, trained: TrainedVersions
+) -> None:
     metadata = {"request_id": "abc-123", "user_id": "user-456"}
     with run_receiver("ok") as receiver:
-        r = post(gateway, "/predict", {"X": _window(), "callback_url": receiver.url, "metadata": metadata})
+        r = post(
+            gateway,
+            "/predict",
+            {"X": _window(), "callback_url": receiver.url, "metadata": metadata},
+        )
         assert r.status_code == 200, r.text
         answer = r.json()
         assert answer["posted_to_callback"] is True
@@ -167,7 +195,9 @@ def test_callback_without_metadata_sends_null(gateway: GatewayProcess) -> None:
 
 @pytest.mark.parametrize("mode", ["refused", "error", "slow"])
 def test_failed_callback_never_fails_the_prediction(gateway: GatewayProcess, mode: str) -> None:
-    with run_receiver("slow" if mode == "slow" else "error", delay=CALLBACK_TIMEOUT + 2) as receiver:
+    with run_receiver(
+        "slow" if mode == "slow" else "error", delay=CALLBACK_TIMEOUT + 2
+    ) as receiver:
         url = f"http://127.0.0.1:{free_port()}/hook" if mode == "refused" else receiver.url
         started = time.monotonic()
         r = post(gateway, "/predict", {"X": _window(), "callback_url": url})
@@ -194,8 +224,15 @@ def test_openapi_document_names_the_spec_title_version_and_schemas(gateway: Gate
     assert doc["info"] == {"title": "LSTM Inference with MLflow PyFunc", "version": "2.0.0"}
     assert set(doc["paths"]) >= {"/health", "/reload", "/predict"}
     schemas = doc["components"]["schemas"]
-    assert {"PredictPayload", "PredictResponse", "ReloadRequest", "ReloadResponse", "Health",
-            "CallbackPayload", "Error"} <= set(schemas)
+    assert {
+        "PredictPayload",
+        "PredictResponse",
+        "ReloadRequest",
+        "ReloadResponse",
+        "Health",
+        "CallbackPayload",
+        "Error",
+    } <= set(schemas)
     x = schemas["PredictPayload"]["properties"]["X"]
     assert (x["minItems"], x["items"]["minItems"]) == (12, 18)
 
@@ -213,7 +250,10 @@ def test_startup_waits_for_the_registry_then_loads(
     env = {"MLFLOW_TRACKING_URI": late.uri, "MODEL_LOAD_RETRY_INTERVAL": "0.5"}
     with run_gateway(env, tmp_path, wait_loaded=False) as gw:
         assert gw.health() == {
-            "status": "ok", "model_loaded": False, "model_alias": None, "model_version": None
+            "status": "ok",
+            "model_loaded": False,
+            "model_alias": None,
+            "model_version": None,
         }
         r = post(gw, "/predict", {"X": _window()})
         assert (r.status_code, r.json()) == (503, {"detail": NOT_LOADED_DETAIL})

@@ -37,7 +37,9 @@ def test_reload_with_no_body_or_empty_object_keeps_the_default_alias(
         r = reload(gateway, body)
         assert r.status_code == 200, r.text
         assert r.json() == {
-            "status": "reloaded", "model_alias": "staging", "model_version": trained.staging
+            "status": "reloaded",
+            "model_alias": "staging",
+            "model_version": trained.staging,
         }
 
 
@@ -47,7 +49,9 @@ def test_reload_to_production_serves_version_2(
     r = reload(gateway, b'{"alias": "Production"}')
     assert r.status_code == 200, r.text
     assert r.json() == {
-        "status": "reloaded", "model_alias": "Production", "model_version": trained.production
+        "status": "reloaded",
+        "model_alias": "Production",
+        "model_version": trained.production,
     }
     assert gateway.health()["model_version"] == trained.production
     x = real_windows(3)
@@ -67,13 +71,19 @@ def test_reload_to_production_serves_version_2(
     [
         ("no-such-alias", "alias 'no-such-alias' of model 'BTC_LSTM_Production' not found"),
         ("broken", "could not be loaded: this version's artifacts are broken"),
-        ("short_window", "takes windows of 10 x 18 (seq_len x n_features), this gateway is "
-                         "configured for 12 x 18"),
+        (
+            "short_window",
+            "takes windows of 10 x 18 (seq_len x n_features), this gateway is "
+            "configured for 12 x 18",
+        ),
     ],
 )
 def test_failed_reload_is_500_and_the_old_model_keeps_serving(
-    gateway: GatewayProcess, trained: TrainedVersions, bad_versions: BadVersions,
-    alias: str, reason: str,
+    gateway: GatewayProcess,
+    trained: TrainedVersions,
+    bad_versions: BadVersions,
+    alias: str,
+    reason: str,
 ) -> None:
     before = reload(gateway, b'{"alias": "Production"}').json()
     r = reload(gateway, f'{{"alias": "{alias}"}}'.encode())
@@ -82,7 +92,9 @@ def test_failed_reload_is_500_and_the_old_model_keeps_serving(
     assert reason in r.json()["detail"]
     health = gateway.health()
     assert (health["model_loaded"], health["model_alias"], health["model_version"]) == (
-        True, "Production", before["model_version"]
+        True,
+        "Production",
+        before["model_version"],
     )
     answer = predict(gateway, real_windows(1)[0])
     assert answer.status_code == 200

@@ -62,7 +62,9 @@ def test_registered_model_equals_network_plus_scaler(
 
     from model_wrapper.pyfunc import CLOSE, transform_windows
 
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}@staging", dst_path=str(tmp_path)))
+    local = Path(
+        mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}@staging", dst_path=str(tmp_path))
+    )
     artifacts = local / "artifacts"
     network = keras.saving.load_model(artifacts / "network.keras", compile=False)
     scaler = json.loads((artifacts / "scaler.json").read_text())
@@ -119,10 +121,24 @@ def test_mlflow_models_serve_answers_the_same(
     env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "PATH": VENV_PATH}
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [Path(sys.executable).with_name("mlflow"), "models", "serve", "-m",
-         f"models:/{MODEL_NAME}@staging", "--env-manager", "local", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            Path(sys.executable).with_name("mlflow"),
+            "models",
+            "serve",
+            "-m",
+            f"models:/{MODEL_NAME}@staging",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         x = windows(3)
@@ -132,7 +148,8 @@ def test_mlflow_models_serve_answers_the_same(
             assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
             try:
                 req = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/invocations", body,
+                    f"http://127.0.0.1:{port}/invocations",
+                    body,
                     {"Content-Type": "application/json"},
                 )
                 with urllib.request.urlopen(req, timeout=10) as response:
@@ -147,22 +164,45 @@ def test_mlflow_models_serve_answers_the_same(
         proc.wait(30)
 
 
-def test_mlflow_run_train_registers_a_new_version(registry: Registry, trained: TrainedVersions) -> None:
+def test_mlflow_run_train_registers_a_new_version(
+    registry: Registry, trained: TrainedVersions
+) -> None:
     client = MlflowClient()
     name = "BTC_LSTM_mlflow_run"
     # The entry point runs `python -m scripts.train`: the venv's python must come first.
     env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "PATH": VENV_PATH}
     subprocess.run(
-        [Path(sys.executable).with_name("mlflow"), "run", str(ROOT), "-e", "train",
-         "--env-manager", "local", "-P", "epochs=1", "-P", f"registered_model_name={name}",
-         "-P", "alias=candidate"],
-        env=env, check=True, cwd=ROOT, timeout=300,
+        [
+            Path(sys.executable).with_name("mlflow"),
+            "run",
+            str(ROOT),
+            "-e",
+            "train",
+            "--env-manager",
+            "local",
+            "-P",
+            "epochs=1",
+            "-P",
+            f"registered_model_name={name}",
+            "-P",
+            "alias=candidate",
+        ],
+        env=env,
+        check=True,
+        cwd=ROOT,
+        timeout=300,
     )
     version = client.get_model_version_by_alias(name, "candidate")
     run = client.get_run(version.run_id)
     assert run.data.params["epochs"] == "1"
-    for metric in ("holdout_mae_usd", "baseline_mae_usd", "holdout_rmse_usd", "holdout_mape_pct",
-                   "loss", "val_loss"):
+    for metric in (
+        "holdout_mae_usd",
+        "baseline_mae_usd",
+        "holdout_rmse_usd",
+        "holdout_mape_pct",
+        "loss",
+        "val_loss",
+    ):
         assert metric in run.data.metrics
     assert "holdout_predictions.png" in [a.path for a in client.list_artifacts(run.info.run_id)]
 
@@ -175,7 +215,28 @@ def test_promote_copies_an_alias_and_set_alias_moves_it(trained: TrainedVersions
     assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.production
     # The CLI does the same.
     subprocess.run(
-        [sys.executable, "-m", "scripts.promote", "--from-alias", "staging", "--to-alias", "canary"],
-        check=True, cwd=ROOT, env={**os.environ}, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "scripts.promote",
+            "--from-alias",
+            "staging",
+            "--to-alias",
+            "canary",
+        ],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ},
+        timeout=120,
     )
     assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.staging
+
+
+def test_any_batch_size_equals_one_window_at_a_time(staging_model: mlflow.pyfunc.PyFuncModel) -> None:
+    """Batches are padded to compiled sizes and split past 64: neither may change an answer."""
+    forecaster = staging_model.unwrap_python_model()
+    assert forecaster.backend in ("xla", "graph")
+    x = windows(70)
+    one_by_one = np.concatenate([forecaster.predict(None, w) for w in x])
+    for n in (2, 5, 64, 70):
+        np.testing.assert_allclose(forecaster.predict(None, x[:n]), one_by_one[:n], rtol=1e-5)
