@@ -4,8 +4,10 @@ environment (see README)."""
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
+import signal
 import sys
 import warnings
 
@@ -35,14 +37,35 @@ def main(argv: list[str] | None = None) -> None:
     # /reload errors should take seconds. Operators can still override both.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    if settings.admin_token is None and not _is_loopback(args.host):
+        logging.getLogger("gateway").warning(
+            "listening on %s with POST /reload open to anyone who can reach it: "
+            "set GATEWAY_ADMIN_TOKEN to require a bearer token",
+            args.host,
+        )
+    # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal with the
+    # handlers it found: make those a clean exit, so a graceful stop exits 0 (no traceback).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
         log_level=args.log_level,
         access_log=False,  # one access line per request costs more than the model call
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +26,7 @@ from gateway.errors import (
     GatewayError,
     PredictFailed,
     ReloadRejected,
+    Unauthorized,
 )
 from gateway.model_store import ModelStore
 from gateway.openapi import openapi_document
@@ -100,7 +102,14 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> Starlette
             raise PredictFailed(str(e)) from None
         return JSONResponse(await services["gateway"].predict(payload))
 
+    admin_token = (settings.admin_token or "").encode()
+
     async def reload(request: Request) -> Response:
+        if admin_token:
+            given = request.headers.get("authorization", "").encode()
+            # Constant-time: the comparison must not leak how much of the token matched.
+            if not hmac.compare_digest(given, b"Bearer " + admin_token):
+                raise Unauthorized()
         body = await read_body(request, settings.max_body_bytes, RELOAD_PREFIX)
         try:
             alias = parse_reload(body)
@@ -113,7 +122,8 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> Starlette
 
     async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

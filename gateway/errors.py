@@ -49,6 +49,13 @@ class ReloadRejected(GatewayError):
         super().__init__(RELOAD_PREFIX + reason)
 
 
+class Unauthorized(GatewayError):
+    status_code = 401
+
+    def __init__(self) -> None:
+        super().__init__(RELOAD_PREFIX + "unauthorized: send Authorization: Bearer <GATEWAY_ADMIN_TOKEN>")
+
+
 class BodyTooLarge(GatewayError):
     status_code = 413
 

@@ -29,6 +29,10 @@ class Settings:
     max_batch_size: int = 64
     max_batch_wait_ms: float = 0.0
     max_body_bytes: int = 1024 * 1024
+    # Bearer token that /reload requires when set; unset leaves /reload open.
+    admin_token: str | None = None
+    # Seconds uvicorn lets in-flight requests finish after SIGTERM.
+    shutdown_grace_seconds: float = 10.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -50,6 +54,8 @@ class Settings:
             max_batch_size=r.integer("MAX_BATCH_SIZE", d.max_batch_size, minimum=1),
             max_batch_wait_ms=r.number("MAX_BATCH_WAIT_MS", d.max_batch_wait_ms),
             max_body_bytes=r.integer("MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
+            admin_token=environ.get("GATEWAY_ADMIN_TOKEN") or None,
+            shutdown_grace_seconds=r.number("SHUTDOWN_GRACE_SECONDS", d.shutdown_grace_seconds),
         )
 
 

@@ -1,0 +1,164 @@
+"""Admin auth, body limits, bad settings and graceful shutdown, against real gateway processes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import Registry, TrainedVersions
+from tests.helpers import ROOT, GatewayProcess, real_windows, run_gateway, run_receiver
+
+TOKEN = "s3cret-token"
+LIMIT = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    env = {
+        "MLFLOW_TRACKING_URI": registry.uri,
+        "GATEWAY_ADMIN_TOKEN": TOKEN,
+        "MAX_BODY_BYTES": str(LIMIT),
+    }
+    with run_gateway(env, tmp_path_factory.mktemp("gw")) as gw:
+        yield gw
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "", "Bearer", "Bearer wrong", f"bearer {TOKEN}x", f"Basic {TOKEN}"]
+)
+def test_reload_without_the_admin_token_is_401(
+    gateway: GatewayProcess, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    r = httpx.post(f"{gateway.url}/reload", headers=headers, timeout=30)
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"] == "Bearer"
+    assert r.json()["detail"].startswith("모델 리로드 실패: unauthorized")
+    assert TOKEN not in r.text
+
+
+def test_reload_with_the_admin_token_works(gateway: GatewayProcess) -> None:
+    r = httpx.post(
+        f"{gateway.url}/reload", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+    )
+    assert r.status_code == 200, r.text
+    # /predict and /health need no token.
+    assert gateway.health()["model_loaded"] is True
+
+
+def test_body_over_the_limit_is_413_before_it_is_read(gateway: GatewayProcess) -> None:
+    """A declared Content-Length over the limit is refused before the upload: the client
+    sends `Expect: 100-continue`, and the answer comes without the body ever being sent."""
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: 1073741824\r\n\r\n"
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed early: {answer!r}"
+            answer += chunk
+    head, body = answer.decode().split("\r\n\r\n", 1)
+    assert head.startswith("HTTP/1.1 413"), head
+    assert orjson.loads(body) == {
+        "detail": "예측 실패: request body too large: at most 65536 bytes, got 1073741824 bytes"
+    }
+
+
+def test_chunked_body_over_the_limit_is_413(gateway: GatewayProcess) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(LIMIT // 1024 + 8):
+            yield b" " * 1024
+
+    r = httpx.post(f"{gateway.url}/predict", content=chunks(), timeout=30)
+    assert r.status_code == 413
+    assert r.json()["detail"] == (
+        f"예측 실패: request body too large: at most {LIMIT} bytes, got more"
+    )
+    r = httpx.post(
+        f"{gateway.url}/reload", content=chunks(), headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=30,
+    )
+    assert r.status_code == 413
+    assert r.json()["detail"].startswith("모델 리로드 실패: request body too large")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SEQ_LEN_REQUIRED", "twelve", "SEQ_LEN_REQUIRED must be an integer, got 'twelve'"),
+        ("N_FEATURES_REQUIRED", "-3", "N_FEATURES_REQUIRED must be at least 1, got -3"),
+        ("MODEL_LOAD_RETRY_INTERVAL", "0", "MODEL_LOAD_RETRY_INTERVAL must be a finite number"),
+        ("CALLBACK_TIMEOUT", "-1", "CALLBACK_TIMEOUT must be a finite number greater than 0"),
+        ("MODEL_LOAD_TIMEOUT", "soon", "MODEL_LOAD_TIMEOUT must be a number of seconds"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_naming_the_variable(
+    name: str, value: str, message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "--port", "1"],
+        cwd=ROOT, env={"PATH": "/usr/bin:/bin", name: value}, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def _accepts_connections(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_sigterm_lets_requests_in_flight_finish_and_exits_0(
+    registry: Registry, trained: TrainedVersions, tmp_path: Path
+) -> None:
+    """SIGTERM under load: requests already in flight (held open by a slow callback
+    receiver) all finish with 200, new connections are refused, the process exits 0 and
+    logs no unclosed session or destroyed task."""
+    env = {"MLFLOW_TRACKING_URI": registry.uri, "CALLBACK_TIMEOUT": "5",
+           "SHUTDOWN_GRACE_SECONDS": "10"}
+    window = real_windows(1)[0].tolist()
+    with run_receiver("slow", delay=1.5) as receiver, run_gateway(env, tmp_path) as gw:
+
+        async def scenario() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=30) as client:
+                body = orjson.dumps({"X": window, "callback_url": receiver.url})
+                in_flight = [
+                    asyncio.create_task(client.post(f"{gw.url}/predict", content=body))
+                    for _ in range(16)
+                ]
+                # Every request has reached the receiver: all 16 are inside the gateway.
+                while len(receiver.received) < 16:
+                    await asyncio.sleep(0.02)
+                gw.process.send_signal(signal.SIGTERM)
+                # The listener closes at once while the 16 are still being answered.
+                while _accepts_connections(gw.url):
+                    await asyncio.sleep(0.01)
+                assert not all(task.done() for task in in_flight)
+                return await asyncio.gather(*in_flight)
+
+        responses = asyncio.run(scenario())
+        assert [r.status_code for r in responses] == [200] * 16
+        assert all(r.json()["posted_to_callback"] for r in responses)
+        assert gw.process.wait(30) == 0
+        log = gw.log()
+    for bad in ("Unclosed client session", "Task was destroyed", "Traceback"):
+        assert bad not in log
