@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.batcher import Batcher
-from gateway.callbacks import CallbackSender, create_session, parse_networks
+from gateway.callbacks import CallbackSender, create_session
 from gateway.errors import (
     PREDICT_PREFIX,
     RELOAD_PREFIX,
@@ -63,7 +63,6 @@ async def read_body(request: Request, limit: int, prefix: str) -> bytes:
 def create_app(settings: Settings, store: ModelStore | None = None) -> Starlette:
     """The gateway app. `store` may be injected (tests); otherwise one is built from settings."""
     store = store or ModelStore(settings)
-    allowed = parse_networks(settings.callback_allowed_networks)
     batcher = Batcher(
         lambda: store.current,
         max_batch_size=settings.max_batch_size,
@@ -77,7 +76,7 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> Starlette
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # MLflow's own default is not the spec's: set it from settings, once.
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-        session = create_session(allowed)
+        session = create_session(settings.callback_allowed_networks)
         sender = CallbackSender(session, settings.callback_timeout, settings.callback_secret)
         services["gateway"] = Gateway(store, batcher, sender)
         batcher.start()

@@ -39,6 +39,11 @@ class Batcher:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="model-predict")
         self._worker: asyncio.Task[None] | None = None
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the model thread."""
+        return self._queue.qsize()
+
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="batcher")
 

@@ -53,7 +53,9 @@ class Unauthorized(GatewayError):
     status_code = 401
 
     def __init__(self) -> None:
-        super().__init__(RELOAD_PREFIX + "unauthorized: send Authorization: Bearer <GATEWAY_ADMIN_TOKEN>")
+        super().__init__(
+            RELOAD_PREFIX + "unauthorized: send Authorization: Bearer <GATEWAY_ADMIN_TOKEN>"
+        )
 
 
 class BodyTooLarge(GatewayError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gateway.callbacks import IPNetwork, parse_networks
+
 
 class SettingsError(ValueError):
     """A variable has a value the gateway cannot start with; the message names it."""
@@ -24,7 +26,7 @@ class Settings:
     # Callbacks: total budget per delivery, optional Standard Webhooks secret, allow-list.
     callback_timeout: float = 5.0
     callback_secret: str | None = None
-    callback_allowed_networks: str = ""
+    callback_allowed_networks: tuple[IPNetwork, ...] = ()
     # Batching: at most this many windows per model call; wait this long for more (0: never).
     max_batch_size: int = 64
     max_batch_wait_ms: float = 0.0
@@ -50,7 +52,7 @@ class Settings:
             model_load_timeout=r.number("MODEL_LOAD_TIMEOUT", d.model_load_timeout),
             callback_timeout=r.number("CALLBACK_TIMEOUT", d.callback_timeout, positive=True),
             callback_secret=environ.get("CALLBACK_SECRET") or None,
-            callback_allowed_networks=environ.get("CALLBACK_ALLOWED_NETWORKS", ""),
+            callback_allowed_networks=r.networks("CALLBACK_ALLOWED_NETWORKS"),
             max_batch_size=r.integer("MAX_BATCH_SIZE", d.max_batch_size, minimum=1),
             max_batch_wait_ms=r.number("MAX_BATCH_WAIT_MS", d.max_batch_wait_ms),
             max_body_bytes=r.integer("MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
@@ -68,6 +70,12 @@ class _Reader:
         if not value:
             raise SettingsError(f"{name} must not be empty")
         return value
+
+    def networks(self, name: str) -> tuple[IPNetwork, ...]:
+        try:
+            return parse_networks(self.environ.get(name, ""))
+        except ValueError as e:
+            raise SettingsError(f"{name} must be comma-separated CIDRs: {e}") from None
 
     def integer(self, name: str, default: int, minimum: int) -> int:
         raw = self.environ.get(name)

@@ -97,4 +97,4 @@ def window_from_candles(candles: pd.DataFrame, seq_len: int = DEFAULT_SEQ_LEN) -
             f"got {len(candles)}"
         )
     window = compute_features(candles).to_numpy(dtype="float64")[-seq_len:]
-    return window.tolist()
+    return [[float(v) for v in row] for row in window]

@@ -18,7 +18,7 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 # Column positions in model_wrapper.features.FEATURE_NAMES (repeated here: see module doc).
 OPEN, HIGH, LOW, CLOSE, VOLUME = 0, 1, 2, 3, 4

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -73,7 +74,7 @@ def chronological_split(n: int, validation: float, holdout: float) -> tuple[slic
     return slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, n)
 
 
-def fit_scaler(x_train: np.ndarray, target_train: np.ndarray) -> dict[str, object]:
+def fit_scaler(x_train: np.ndarray, target_train: np.ndarray) -> dict[str, Any]:
     flat = transform_windows(x_train).reshape(-1, x_train.shape[-1])
     scale = flat.std(axis=0)
     return {
@@ -114,12 +115,14 @@ def train_and_register(
     )
     scaler = fit_scaler(windows.x[train], windows.target[train])
     mean, scale = np.asarray(scaler["mean"]), np.asarray(scaler["scale"])
+    target_mean, target_scale = float(scaler["target_mean"]), float(scaler["target_scale"])
 
     def inputs(part: slice) -> np.ndarray:
-        return ((transform_windows(windows.x[part]) - mean) / scale).astype(np.float32)
+        scaled: np.ndarray = (transform_windows(windows.x[part]) - mean) / scale
+        return scaled.astype(np.float32)
 
     def targets(part: slice) -> np.ndarray:
-        t = (windows.target[part] - scaler["target_mean"]) / scaler["target_scale"]
+        t: np.ndarray = (windows.target[part] - target_mean) / target_scale
         return t.astype(np.float32)
 
     if experiment:
@@ -147,10 +150,10 @@ def train_and_register(
             epochs=config.epochs,
             batch_size=config.batch_size,
             patience=config.patience,
-            on_epoch_end=lambda epoch, logs: mlflow.log_metrics(logs, step=epoch),
+            on_epoch_end=_log_epoch,
         )
         scaled_out = run_network(network, inputs(hold))
-        log_ret = scaled_out * scaler["target_scale"] + scaler["target_mean"]
+        log_ret = scaled_out * target_scale + target_mean
         last_close = windows.x[hold][:, -1, CLOSE]
         predicted = last_close * np.exp(log_ret)
         actual = windows.next_close[hold]
@@ -173,6 +176,10 @@ def train_and_register(
         seconds = time.perf_counter() - started
         mlflow.log_metric("train_seconds", seconds)
     return TrainResult(run_id=run.info.run_id, version=version, metrics=metrics, seconds=seconds)
+
+
+def _log_epoch(epoch: int, logs: dict[str, float]) -> None:
+    mlflow.log_metrics(logs, step=epoch)
 
 
 def _holdout_plot(times: pd.Index, actual: np.ndarray, predicted: np.ndarray) -> object:

@@ -89,7 +89,9 @@ def test_chunked_body_over_the_limit_is_413(gateway: GatewayProcess) -> None:
         f"예측 실패: request body too large: at most {LIMIT} bytes, got more"
     )
     r = httpx.post(
-        f"{gateway.url}/reload", content=chunks(), headers={"Authorization": f"Bearer {TOKEN}"},
+        f"{gateway.url}/reload",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {TOKEN}"},
         timeout=30,
     )
     assert r.status_code == 413
@@ -111,7 +113,10 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(
 ) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "--port", "1"],
-        cwd=ROOT, env={"PATH": "/usr/bin:/bin", name: value}, capture_output=True, text=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", name: value},
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert result.returncode != 0
@@ -133,8 +138,11 @@ def test_sigterm_lets_requests_in_flight_finish_and_exits_0(
     """SIGTERM under load: requests already in flight (held open by a slow callback
     receiver) all finish with 200, new connections are refused, the process exits 0 and
     logs no unclosed session or destroyed task."""
-    env = {"MLFLOW_TRACKING_URI": registry.uri, "CALLBACK_TIMEOUT": "5",
-           "SHUTDOWN_GRACE_SECONDS": "10"}
+    env = {
+        "MLFLOW_TRACKING_URI": registry.uri,
+        "CALLBACK_TIMEOUT": "5",
+        "SHUTDOWN_GRACE_SECONDS": "10",
+    }
     window = real_windows(1)[0].tolist()
     with run_receiver("slow", delay=1.5) as receiver, run_gateway(env, tmp_path) as gw:
 

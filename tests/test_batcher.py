@@ -1,0 +1,148 @@
+"""The batcher alone, with a stand-in model function (a pure unit test of one module)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from gateway.batcher import Batcher
+from gateway.errors import ModelNotLoaded, PredictFailed
+from gateway.model_store import ServedModel
+
+
+class RecordingModel:
+    """Returns each window's first value; refuses windows whose first value is negative, as
+    the wrapper refuses non-positive prices. Blocks until released so batches can form."""
+
+    def __init__(self) -> None:
+        self.batch_sizes: list[int] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.calls = 0
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        self.release.wait(10)
+        self.batch_sizes.append(len(x))
+        if (x[:, 0, 0] < 0).any():
+            raise ValueError("prices must be positive")
+        return x[:, 0, 0].astype(np.float64) * 2
+
+
+def window(value: float) -> np.ndarray:
+    w = np.ones((12, 18), np.float32)
+    w[0, 0] = value
+    return w
+
+
+async def until(condition: object) -> None:
+    """Poll a condition from the event loop (the model runs on another thread)."""
+    for _ in range(5000):
+        if condition():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition never held")
+
+
+def served(model: RecordingModel, version: str = "1") -> ServedModel:
+    return ServedModel(alias="staging", version=version, predict=model.predict)
+
+
+def test_concurrent_requests_coalesce_and_each_gets_its_own_answer() -> None:
+    model = RecordingModel()
+
+    async def scenario() -> list[tuple[float, ServedModel]]:
+        batcher = Batcher(lambda: served(model), max_batch_size=8)
+        batcher.start()
+        model.release.clear()  # the first call holds the model thread; the rest queue up
+        first = asyncio.create_task(batcher.predict(window(1)))
+        await until(lambda: model.calls == 1)
+        rest = [asyncio.create_task(batcher.predict(window(i))) for i in range(2, 22)]
+        await until(lambda: batcher.queued == 20)
+        model.release.set()
+        results = await asyncio.gather(first, *rest)
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert [value for value, _ in results] == [2.0 * i for i in range(1, 22)]
+    # One lone call, then the 20 queued ones in batches of at most 8.
+    assert model.batch_sizes == [1, 8, 8, 4]
+
+
+def test_a_refused_window_fails_alone_and_its_batch_mates_succeed() -> None:
+    model = RecordingModel()
+
+    async def scenario() -> list[object]:
+        batcher = Batcher(lambda: served(model), max_batch_size=64)
+        batcher.start()
+        model.release.clear()
+        blocker = asyncio.create_task(batcher.predict(window(1)))
+        await until(lambda: model.calls == 1)
+        values = [5, -1, 7, 9]
+        tasks = [asyncio.create_task(batcher.predict(window(v))) for v in values]
+        await until(lambda: batcher.queued == 4)
+        model.release.set()
+        out = await asyncio.gather(blocker, *tasks, return_exceptions=True)
+        await batcher.stop()
+        return out
+
+    blocker, good1, bad, good2, good3 = asyncio.run(scenario())
+    assert isinstance(bad, PredictFailed)
+    assert bad.detail == "예측 실패: prices must be positive"
+    assert [r[0] for r in (blocker, good1, good2, good3)] == [2.0, 10.0, 14.0, 18.0]  # type: ignore[index]
+    # The batch of 4 failed, then ran one by one.
+    assert model.batch_sizes == [1, 4, 1, 1, 1, 1]
+
+
+def test_every_answer_in_a_batch_carries_the_model_that_computed_it() -> None:
+    model = RecordingModel()
+    current = {"model": served(model, "1")}
+
+    async def scenario() -> list[tuple[float, ServedModel]]:
+        batcher = Batcher(lambda: current["model"], max_batch_size=64)
+        batcher.start()
+        model.release.clear()
+        first = asyncio.create_task(batcher.predict(window(1)))
+        await until(lambda: model.calls == 1)
+        # Swapped while the first batch runs: the queued batch must read version 2, once.
+        current["model"] = served(model, "2")
+        rest = [asyncio.create_task(batcher.predict(window(i))) for i in range(2, 6)]
+        await until(lambda: batcher.queued == 4)
+        model.release.set()
+        out = await asyncio.gather(first, *rest)
+        await batcher.stop()
+        return out
+
+    results = asyncio.run(scenario())
+    assert [m.version for _, m in results] == ["1", "2", "2", "2", "2"]
+
+
+def test_no_model_means_503() -> None:
+    async def scenario() -> None:
+        batcher = Batcher(lambda: None)
+        batcher.start()
+        try:
+            with pytest.raises(ModelNotLoaded):
+                await batcher.predict(window(1))
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_max_wait_gathers_a_batch_when_idle() -> None:
+    model = RecordingModel()
+
+    async def scenario() -> None:
+        batcher = Batcher(lambda: served(model), max_batch_size=64, max_wait_s=0.2)
+        batcher.start()
+        tasks = [asyncio.create_task(batcher.predict(window(i))) for i in range(1, 6)]
+        await asyncio.gather(*tasks)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert model.batch_sizes == [5]

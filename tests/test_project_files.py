@@ -1,0 +1,116 @@
+"""The files around the code agree with it: conda.yaml and pyproject pins, MLproject entry
+points, and the settings' defaults with the spec."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway.settings import Settings, SettingsError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_conda_yaml_and_pyproject_name_the_same_pinned_dependencies() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
+    pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    assert sorted(pip) == sorted(project["dependencies"])
+    assert all("==" in requirement for requirement in pip)
+    assert "python=3.11" in conda["dependencies"]
+
+
+def test_the_logged_models_requirements_match_the_pins() -> None:
+    from model_wrapper.publish import pip_requirements
+
+    pins = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    assert set(pip_requirements()) <= pins
+
+
+def test_mlproject_has_the_documented_entry_points() -> None:
+    mlproject = yaml.safe_load((ROOT / "MLproject").read_text())
+    entry_points = mlproject["entry_points"]
+    assert set(entry_points) == {"train", "promote", "serve_pyfunc", "serve"}
+    assert set(entry_points["train"]["parameters"]) == {
+        "data",
+        "epochs",
+        "seq_len",
+        "alias",
+        "registered_model_name",
+    }
+    assert mlproject["conda_env"] == "conda.yaml"
+
+
+def test_settings_defaults_are_the_specs() -> None:
+    s = Settings.from_environ({})
+    assert (s.mlflow_tracking_uri, s.registered_model_name, s.model_alias) == (
+        "http://127.0.0.1:5000",
+        "BTC_LSTM_Production",
+        "staging",
+    )
+    assert (s.seq_len_required, s.n_features_required) == (12, 18)
+    assert (s.model_load_retry_interval, s.model_load_timeout, s.callback_timeout) == (5, 300, 5)
+    assert (s.max_batch_size, s.max_batch_wait_ms, s.max_body_bytes) == (64, 0, 1024 * 1024)
+    assert s.admin_token is None and s.callback_secret is None
+
+
+def test_settings_read_every_variable() -> None:
+    s = Settings.from_environ(
+        {
+            "MLFLOW_TRACKING_URI": "http://registry:5000",
+            "REGISTERED_MODEL_NAME": "M",
+            "MODEL_ALIAS": "Production",
+            "SEQ_LEN_REQUIRED": "10",
+            "N_FEATURES_REQUIRED": "7",
+            "MODEL_LOAD_RETRY_INTERVAL": "0.5",
+            "MODEL_LOAD_TIMEOUT": "0",
+            "CALLBACK_TIMEOUT": "2.5",
+            "CALLBACK_SECRET": "whsec_abc",
+            "CALLBACK_ALLOWED_NETWORKS": "10.0.0.0/8",
+            "MAX_BATCH_SIZE": "8",
+            "MAX_BATCH_WAIT_MS": "2",
+            "MAX_BODY_BYTES": "4096",
+            "GATEWAY_ADMIN_TOKEN": "t",
+            "SHUTDOWN_GRACE_SECONDS": "3",
+        }
+    )
+    assert s == Settings(
+        "http://registry:5000",
+        "M",
+        "Production",
+        10,
+        7,
+        0.5,
+        0.0,
+        2.5,
+        "whsec_abc",
+        (ipaddress.ip_network("10.0.0.0/8"),),
+        8,
+        2.0,
+        4096,
+        "t",
+        3.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"SEQ_LEN_REQUIRED": "1.5"}, "SEQ_LEN_REQUIRED must be an integer"),
+        ({"SEQ_LEN_REQUIRED": "0"}, "SEQ_LEN_REQUIRED must be at least 1"),
+        ({"MAX_BATCH_SIZE": "-1"}, "MAX_BATCH_SIZE must be at least 1"),
+        ({"MODEL_LOAD_TIMEOUT": "-5"}, "MODEL_LOAD_TIMEOUT must be a finite number 0 or more"),
+        ({"MODEL_LOAD_TIMEOUT": "nan"}, "MODEL_LOAD_TIMEOUT must be a finite number"),
+        ({"CALLBACK_TIMEOUT": "inf"}, "CALLBACK_TIMEOUT must be a finite number"),
+        ({"MODEL_ALIAS": "  "}, "MODEL_ALIAS must not be empty"),
+        ({"MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES must be at least 1024"),
+        ({"CALLBACK_ALLOWED_NETWORKS": "127.0.0.1/33"}, "CALLBACK_ALLOWED_NETWORKS must be"),
+    ],
+)
+def test_bad_settings_name_the_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_environ(environ)
