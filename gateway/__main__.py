@@ -10,11 +10,10 @@ import math
 import os
 import signal
 import sys
-import warnings
 
 import uvicorn
 
-from gateway.app import create_app
+from gateway.app import create_app, prepare_process
 from gateway.settings import Settings, SettingsError
 
 
@@ -24,20 +23,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # MLflow nags on every load that the wrapper's predict has no type hints; it has none on
-    # purpose (the logged TensorSpec signature is the schema), so the nag is noise here.
-    warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
     try:
         settings = Settings.from_environ(os.environ)
     except SettingsError as e:
         sys.exit(f"gateway: bad setting: {e}")
-    # The MLflow client retries a dead registry for minutes by default; start-up retries and
-    # /reload errors should take seconds. Operators can still override both.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    prepare_process(settings, args.log_level)
     if settings.admin_token is None and not _is_loopback(args.host):
         logging.getLogger("gateway").warning(
             "listening on %s with POST /reload open to anyone who can reach it: "
@@ -53,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
-        access_log=False,  # one access line per request costs more than the model call
+        log_config=None,  # keep the handlers configure_logging installed (JSON or text)
+        access_log=False,  # the gateway writes its own line per request (gateway.access)
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
     )
 

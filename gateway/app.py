@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import os
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,8 +30,11 @@ from gateway.errors import (
     ReloadRejected,
     Unauthorized,
 )
+from gateway.logs import configure_logging
+from gateway.metrics import Metrics
 from gateway.model_store import ModelStore
 from gateway.openapi import openapi_document
+from gateway.request_log import RequestLog
 from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.validation import InvalidRequest, parse_predict, parse_reload
@@ -60,17 +65,22 @@ async def read_body(request: Request, limit: int, prefix: str) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(settings: Settings, store: ModelStore | None = None) -> Starlette:
-    """The gateway app. `store` may be injected (tests); otherwise one is built from settings."""
-    store = store or ModelStore(settings)
+def create_app(
+    settings: Settings, store: ModelStore | None = None, metrics: Metrics | None = None
+) -> Starlette:
+    """The gateway app; `store` and `metrics` may be injected, else built from settings."""
+    metrics = metrics or Metrics()
+    store = store or ModelStore(settings, metrics)
     batcher = Batcher(
         lambda: store.current,
+        metrics,
         max_batch_size=settings.max_batch_size,
         max_wait_s=settings.max_batch_wait_ms / 1000,
     )
     # Filled in by the lifespan: the aiohttp session must be created inside the running loop.
     services: dict[str, Gateway] = {}
     openapi = orjson.dumps(openapi_document(settings))
+    admin_token = (settings.admin_token or "").encode()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -78,14 +88,21 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> Starlette
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
         session = create_session(settings.callback_allowed_networks)
         sender = CallbackSender(session, settings.callback_timeout, settings.callback_secret)
-        services["gateway"] = Gateway(store, batcher, sender)
+        services["gateway"] = Gateway(store, batcher, sender, metrics)
         batcher.start()
-        ready = asyncio.create_task(store.ensure_model_ready(), name="ensure_model_ready")
+        tasks = [asyncio.create_task(store.ensure_model_ready(), name="ensure_model_ready")]
+        if settings.model_poll_interval > 0:
+            tasks.append(
+                asyncio.create_task(
+                    store.follow_registry(settings.model_poll_interval), name="follow_registry"
+                )
+            )
         try:
             yield
         finally:
-            ready.cancel()
-            await asyncio.gather(ready, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await batcher.stop()
             await session.close()
             store.close()
@@ -93,15 +110,23 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> Starlette
     async def health(request: Request) -> Response:
         return JSONResponse(services["gateway"].health())
 
+    async def ready(request: Request) -> Response:
+        answer = services["gateway"].ready()
+        if answer is None:
+            return JSONResponse({"status": "not ready", "model_loaded": False}, status_code=503)
+        return JSONResponse(answer)
+
     async def predict(request: Request) -> Response:
         body = await read_body(request, settings.max_body_bytes, PREDICT_PREFIX)
         try:
             payload = parse_predict(body, settings.seq_len_required, settings.n_features_required)
         except InvalidRequest as e:
             raise PredictFailed(str(e)) from None
-        return JSONResponse(await services["gateway"].predict(payload))
-
-    admin_token = (settings.admin_token or "").encode()
+        state = request.scope["state"]
+        answer, state["model_version"] = await services["gateway"].predict(
+            payload, state["request_id"]
+        )
+        return JSONResponse(answer)
 
     async def reload(request: Request) -> Response:
         if admin_token:
@@ -119,6 +144,9 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> Starlette
     async def openapi_json(request: Request) -> Response:
         return Response(openapi, media_type="application/json")
 
+    async def metrics_text(request: Request) -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
     async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
@@ -130,13 +158,44 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> Starlette
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
 
-    return Starlette(
-        routes=[
-            Route("/health", health, methods=["GET"]),
-            Route("/predict", predict, methods=["POST"]),
-            Route("/reload", reload, methods=["POST"]),
-            Route("/openapi.json", openapi_json, methods=["GET"]),
-        ],
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/predict", predict, methods=["POST"]),
+        Route("/reload", reload, methods=["POST"]),
+        Route("/metrics", metrics_text, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
         exception_handlers={GatewayError: gateway_error, HTTPException: http_error},
         lifespan=lifespan,
     )
+    # Outermost, so that every answer (errors included) is counted, logged and carries its id.
+    app.add_middleware(
+        RequestLog,
+        metrics=metrics,
+        routes=frozenset(route.path for route in routes),
+        current_version=lambda: store.current.version if store.current else None,
+        enabled=settings.access_log,
+    )
+    return app
+
+
+def prepare_process(settings: Settings, log_level: str = "info") -> None:
+    """Process-wide set-up for a gateway process (not for an app built inside tests)."""
+    configure_logging(settings.log_format, log_level)
+    # MLflow nags on every load that the wrapper's predict has no type hints; it has none on
+    # purpose (the logged TensorSpec signature is the schema), so the nag is noise here.
+    warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+    # The MLflow client retries a dead registry for minutes by default; start-up retries and
+    # /reload errors should take seconds. Operators can still override both.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+def app_from_environ() -> Starlette:
+    """For `uvicorn --factory gateway.app:app_from_environ` (e.g. with --workers N)."""
+    settings = Settings.from_environ(os.environ)
+    prepare_process(settings)
+    return create_app(settings)

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from gateway.errors import GatewayError, ModelNotLoaded, PredictFailed
+from gateway.metrics import Metrics
 from gateway.model_store import ServedModel
 
 log = logging.getLogger("gateway.batcher")
@@ -27,10 +28,12 @@ class Batcher:
     def __init__(
         self,
         current_model: Callable[[], ServedModel | None],
+        metrics: Metrics,
         max_batch_size: int = 64,
         max_wait_s: float = 0.0,
     ) -> None:
         self._current_model = current_model
+        self._metrics = metrics
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_s
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
@@ -104,6 +107,7 @@ class Batcher:
             return
         loop = asyncio.get_running_loop()
         x = np.stack([window for window, _ in batch])
+        self._metrics.batch_size.observe(len(batch))
         try:
             out = await loop.run_in_executor(self._executor, model.predict, x)
         except Exception as e:
@@ -124,6 +128,7 @@ class Batcher:
                     ),
                 )
             return
+        self._metrics.predictions.inc(len(batch))
         for (_, fut), value in zip(batch, values, strict=True):
             _resolve(fut, result=(float(value), model))
 

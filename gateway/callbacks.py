@@ -24,7 +24,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
@@ -323,8 +323,10 @@ class CallbackSender:
         self._timeout = float(timeout)
         self._key = None if secret is None else _signing_key(secret)
 
-    async def deliver(self, url: str, payload: dict[str, Any]) -> DeliveryResult:
-        """POST `payload` to `url`; never raises (except CancelledError)."""
+    async def deliver(
+        self, url: str, payload: dict[str, Any], headers: Mapping[str, str] | None = None
+    ) -> DeliveryResult:
+        """POST `payload` to `url` (with extra `headers`); never raises (except CancelledError)."""
         origin = _origin(url)
         attempts = 0
         try:
@@ -344,7 +346,7 @@ class CallbackSender:
             while True:
                 attempts += 1
                 try:
-                    outcome = await self._attempt(url, body, message_id, deadline)
+                    outcome = await self._attempt(url, body, message_id, deadline, headers)
                 except TimeoutError:
                     # round(): a budget computed as 0.1 + 0.2 should print as 0.3
                     error = f"timed out after {round(self._timeout, 3)!r} s"
@@ -378,8 +380,10 @@ class CallbackSender:
         logger.warning("callback to %s failed after %d attempt(s): %s", origin, attempts, error)
         return DeliveryResult(ok=False, error=error, attempts=attempts)
 
-    def _headers(self, body: bytes, message_id: str) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
+    def _headers(
+        self, body: bytes, message_id: str, extra: Mapping[str, str] | None
+    ) -> dict[str, str]:
+        headers = {**(extra or {}), "Content-Type": "application/json"}
         if self._key is not None:
             # Standard Webhooks: HMAC-SHA256 over "{id}.{timestamp}.{body}", fresh timestamp
             # per attempt so receivers' replay windows hold for late retries too.
@@ -391,14 +395,21 @@ class CallbackSender:
             headers["webhook-signature"] = "v1," + base64.b64encode(digest).decode("ascii")
         return headers
 
-    async def _attempt(self, url: str, body: bytes, message_id: str, deadline: float) -> _Attempt:
+    async def _attempt(
+        self,
+        url: str,
+        body: bytes,
+        message_id: str,
+        deadline: float,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> _Attempt:
         """One POST; raises TimeoutError when the budget runs out before the status arrives."""
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self._session.post(
                     url,
                     data=body,
-                    headers=self._headers(body, message_id),
+                    headers=self._headers(body, message_id, extra_headers),
                     allow_redirects=False,
                 )
         except aiohttp.ClientSSLError as exc:

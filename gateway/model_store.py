@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from gateway.errors import ReloadFailed
+from gateway.metrics import Metrics
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.model_store")
@@ -39,9 +40,12 @@ class ServedModel:
 
 
 class ModelStore:
-    def __init__(self, settings: Settings, cache_dir: Path | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, cache_dir: Path | None = None) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._current: ServedModel | None = None
+        # The last version a registry poll failed to load: not retried until the alias moves.
+        self._refused: tuple[str, str] | None = None
         self._lock = asyncio.Lock()
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="model-load")
         self._owns_cache = cache_dir is None
@@ -52,14 +56,21 @@ class ModelStore:
     def current(self) -> ServedModel | None:
         return self._current
 
-    async def reload(self, alias: str | None = None) -> ServedModel:
+    async def reload(self, alias: str | None = None, trigger: str = "api") -> ServedModel:
         """Serve the version behind `alias` (default: MODEL_ALIAS) or raise ReloadFailed."""
         alias = alias or self._settings.model_alias
         async with self._lock:
             loop = asyncio.get_running_loop()
             started = time.perf_counter()
-            model = await loop.run_in_executor(self._loader, self._load, alias)
+            try:
+                model = await loop.run_in_executor(self._loader, self._load, alias)
+            except ReloadFailed:
+                self._metrics.reloads.labels(trigger, "failure").inc()
+                self._metrics.load_failures.inc()
+                raise
             self._current = model
+            self._metrics.reloads.labels(trigger, "success").inc()
+            self._metrics.served(model.alias, model.version)
         log.info(
             "serving %s@%s version %s (%.2f s)",
             self._settings.registered_model_name,
@@ -77,7 +88,7 @@ class ModelStore:
         while self._current is None:
             attempt += 1
             try:
-                await self.reload(s.model_alias)
+                await self.reload(s.model_alias, trigger="startup")
                 return
             except ReloadFailed as e:
                 left = deadline - time.monotonic()
@@ -100,6 +111,42 @@ class ModelStore:
                 )
                 await asyncio.sleep(min(s.model_load_retry_interval, left))
 
+    async def follow_registry(self, interval: float) -> None:
+        """Every `interval` seconds, serve the version the served alias points at now."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.poll_once()
+            except Exception:  # the poller must outlive any one failure
+                log.exception("registry poll failed unexpectedly")
+
+    async def poll_once(self) -> None:
+        current = self._current
+        if current is None:
+            return  # start-up retries or /reload are in charge until a model is served
+        loop = asyncio.get_running_loop()
+        try:
+            version = await loop.run_in_executor(self._loader, self._resolve, current.alias)
+        except ReloadFailed as e:
+            self._metrics.polls.labels("error").inc()
+            log.warning("registry poll for @%s failed: %s", current.alias, e.reason)
+            return
+        if version == current.version or (current.alias, version) == self._refused:
+            self._metrics.polls.labels("unchanged").inc()
+            return
+        self._metrics.polls.labels("moved").inc()
+        log.info("@%s moved from version %s to %s", current.alias, current.version, version)
+        try:
+            await self.reload(current.alias, trigger="poll")
+        except ReloadFailed as e:
+            self._refused = (current.alias, version)
+            log.error(
+                "keeping version %s: the version @%s now points at cannot be served: %s",
+                current.version,
+                current.alias,
+                e.reason,
+            )
+
     def close(self) -> None:
         self._loader.shutdown(wait=False, cancel_futures=True)
         if self._owns_cache:
@@ -108,6 +155,17 @@ class ModelStore:
     # Everything below runs on the loader thread.
 
     def _load(self, alias: str) -> ServedModel:
+        version = self._resolve(alias)
+        pyfunc = self._loaded.get(version)
+        if pyfunc is None:
+            pyfunc = self._load_version(version)
+            self._loaded[version] = pyfunc
+            while len(self._loaded) > _MEMORY_CACHE:
+                self._loaded.popitem(last=False)
+        self._loaded.move_to_end(version)
+        return ServedModel(alias=alias, version=version, predict=pyfunc.predict)
+
+    def _resolve(self, alias: str) -> str:
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
@@ -117,7 +175,7 @@ class ModelStore:
             tracking_uri=s.mlflow_tracking_uri, registry_uri=s.mlflow_tracking_uri
         )
         try:
-            version = str(client.get_model_version_by_alias(name, alias).version)
+            return str(client.get_model_version_by_alias(name, alias).version)
         except MlflowException as e:
             # A missing alias is INVALID_PARAMETER_VALUE, not RESOURCE_DOES_NOT_EXIST.
             if e.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
@@ -127,14 +185,6 @@ class ModelStore:
             raise ReloadFailed(_registry_failure(s.mlflow_tracking_uri, e)) from None
         except Exception as e:
             raise ReloadFailed(_registry_failure(s.mlflow_tracking_uri, e)) from None
-        pyfunc = self._loaded.get(version)
-        if pyfunc is None:
-            pyfunc = self._load_version(version)
-            self._loaded[version] = pyfunc
-            while len(self._loaded) > _MEMORY_CACHE:
-                self._loaded.popitem(last=False)
-        self._loaded.move_to_end(version)
-        return ServedModel(alias=alias, version=version, predict=pyfunc.predict)
 
     def _load_version(self, version: str) -> Any:
         import mlflow

@@ -7,6 +7,7 @@ from typing import Any
 
 from gateway.batcher import Batcher
 from gateway.callbacks import CallbackSender
+from gateway.metrics import Metrics
 from gateway.model_store import ModelStore
 from gateway.validation import PredictRequest
 
@@ -16,6 +17,7 @@ class Gateway:
     store: ModelStore
     batcher: Batcher
     callbacks: CallbackSender
+    metrics: Metrics
 
     def health(self) -> dict[str, Any]:
         model = self.store.current
@@ -26,7 +28,8 @@ class Gateway:
             "model_version": model.version if model else None,
         }
 
-    async def predict(self, request: PredictRequest) -> dict[str, Any]:
+    async def predict(self, request: PredictRequest, request_id: str) -> tuple[dict[str, Any], str]:
+        """The answer, and the version that computed it (for the access log)."""
         value, model = await self.batcher.predict(request.x)
         answer: dict[str, Any] = {
             "pred_btc_close_next": value,
@@ -43,11 +46,20 @@ class Gateway:
                     "model_alias": model.alias,
                     "model_version": model.version,
                 },
+                # The receiver can match the callback to the request it answers.
+                headers={"X-Request-ID": request_id},
             )
+            self.metrics.callbacks.labels("delivered" if result.ok else "failed").inc()
             answer["posted_to_callback"] = result.ok
             if not result.ok:
                 answer["callback_error"] = result.error
-        return answer
+        return answer, model.version
+
+    def ready(self) -> dict[str, Any] | None:
+        model = self.store.current
+        if model is None:
+            return None
+        return {"status": "ready", "model_alias": model.alias, "model_version": model.version}
 
     async def reload(self, alias: str | None) -> dict[str, Any]:
         model = await self.store.reload(alias)

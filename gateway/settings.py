@@ -35,6 +35,10 @@ class Settings:
     admin_token: str | None = None
     # Seconds uvicorn lets in-flight requests finish after SIGTERM.
     shutdown_grace_seconds: float = 10.0
+    # Seconds between checks that the served alias still points at the served version (0: off).
+    model_poll_interval: float = 30.0
+    log_format: str = "text"  # or "json"
+    access_log: bool = True  # one line per request
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -58,6 +62,9 @@ class Settings:
             max_body_bytes=r.integer("MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
             admin_token=environ.get("GATEWAY_ADMIN_TOKEN") or None,
             shutdown_grace_seconds=r.number("SHUTDOWN_GRACE_SECONDS", d.shutdown_grace_seconds),
+            model_poll_interval=r.number("MODEL_POLL_INTERVAL", d.model_poll_interval),
+            log_format=r.choice("LOG_FORMAT", d.log_format, ("text", "json")),
+            access_log=r.choice("ACCESS_LOG", "true", ("true", "false")) == "true",
         )
 
 
@@ -69,6 +76,12 @@ class _Reader:
         value = self.environ.get(name, default).strip()
         if not value:
             raise SettingsError(f"{name} must not be empty")
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.environ.get(name, default).strip().lower()
+        if value not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
         return value
 
     def networks(self, name: str) -> tuple[IPNetwork, ...]:

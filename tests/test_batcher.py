@@ -10,6 +10,7 @@ import pytest
 
 from gateway.batcher import Batcher
 from gateway.errors import ModelNotLoaded, PredictFailed
+from gateway.metrics import Metrics
 from gateway.model_store import ServedModel
 
 
@@ -55,7 +56,7 @@ def test_concurrent_requests_coalesce_and_each_gets_its_own_answer() -> None:
     model = RecordingModel()
 
     async def scenario() -> list[tuple[float, ServedModel]]:
-        batcher = Batcher(lambda: served(model), max_batch_size=8)
+        batcher = Batcher(lambda: served(model), Metrics(), max_batch_size=8)
         batcher.start()
         model.release.clear()  # the first call holds the model thread; the rest queue up
         first = asyncio.create_task(batcher.predict(window(1)))
@@ -77,7 +78,7 @@ def test_a_refused_window_fails_alone_and_its_batch_mates_succeed() -> None:
     model = RecordingModel()
 
     async def scenario() -> list[object]:
-        batcher = Batcher(lambda: served(model), max_batch_size=64)
+        batcher = Batcher(lambda: served(model), Metrics(), max_batch_size=64)
         batcher.start()
         model.release.clear()
         blocker = asyncio.create_task(batcher.predict(window(1)))
@@ -103,7 +104,7 @@ def test_every_answer_in_a_batch_carries_the_model_that_computed_it() -> None:
     current = {"model": served(model, "1")}
 
     async def scenario() -> list[tuple[float, ServedModel]]:
-        batcher = Batcher(lambda: current["model"], max_batch_size=64)
+        batcher = Batcher(lambda: current["model"], Metrics(), max_batch_size=64)
         batcher.start()
         model.release.clear()
         first = asyncio.create_task(batcher.predict(window(1)))
@@ -123,7 +124,7 @@ def test_every_answer_in_a_batch_carries_the_model_that_computed_it() -> None:
 
 def test_no_model_means_503() -> None:
     async def scenario() -> None:
-        batcher = Batcher(lambda: None)
+        batcher = Batcher(lambda: None, Metrics())
         batcher.start()
         try:
             with pytest.raises(ModelNotLoaded):
@@ -138,7 +139,7 @@ def test_max_wait_gathers_a_batch_when_idle() -> None:
     model = RecordingModel()
 
     async def scenario() -> None:
-        batcher = Batcher(lambda: served(model), max_batch_size=64, max_wait_s=0.2)
+        batcher = Batcher(lambda: served(model), Metrics(), max_batch_size=64, max_wait_s=0.2)
         batcher.start()
         tasks = [asyncio.create_task(batcher.predict(window(i))) for i in range(1, 6)]
         await asyncio.gather(*tasks)

@@ -1,0 +1,94 @@
+"""Prometheus metrics of one gateway app, in their own registry (so that building several apps
+in one process, as tests do, never collides).
+
+Several uvicorn workers: set PROMETHEUS_MULTIPROC_DIR to an empty directory before start; each
+worker then writes its samples there and /metrics, whichever worker answers, reports the sum
+over all of them (prometheus-client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self._registry = CollectorRegistry()
+        self._multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        r = self._registry
+        self.requests = Counter(
+            "gateway_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "gateway_request_duration_seconds",
+            "HTTP request latency by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter("gateway_predictions", "Windows the model answered", registry=r)
+        self.batch_size = Histogram(
+            "gateway_batch_size", "Windows per model call", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.model_info = Gauge(
+            "gateway_model_info",
+            "The model being served (1) by alias and version",
+            ["alias", "version"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.reloads = Counter(
+            "gateway_reloads",
+            "Model reloads by trigger (api, poll, startup) and result",
+            ["trigger", "result"],
+            registry=r,
+        )
+        self.polls = Counter(
+            "gateway_registry_polls",
+            "Registry polls by result (unchanged, moved, error)",
+            ["result"],
+            registry=r,
+        )
+        self.callbacks = Counter(
+            "gateway_callbacks",
+            "Callback deliveries by result (delivered, failed)",
+            ["result"],
+            registry=r,
+        )
+        self.load_failures = Counter(
+            "gateway_model_load_failures",
+            "Failed attempts to resolve or load a model",
+            registry=r,
+        )
+        self._served: tuple[str, str] | None = None
+
+    def served(self, alias: str, version: str) -> None:
+        if self._served is not None:
+            self.model_info.labels(*self._served).set(0)
+        self._served = (alias, version)
+        self.model_info.labels(alias, version).set(1)
+
+    def render(self) -> bytes:
+        if self._multiprocess_dir:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self._registry)

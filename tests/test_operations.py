@@ -1,0 +1,133 @@
+"""Readiness, Prometheus metrics, request ids and JSON logs, against a real gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import Registry, TrainedVersions, free_port
+from tests.helpers import GatewayProcess, real_windows, run_gateway, run_receiver, wait_for
+
+
+def scrape(gw: GatewayProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics parsed by prometheus-client's own parser: {(sample name, labels): value}."""
+    r = httpx.get(f"{gw.url}/metrics", timeout=10)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
+
+
+def value(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    env = {"MLFLOW_TRACKING_URI": registry.uri, "LOG_FORMAT": "json"}
+    with run_gateway(env, tmp_path_factory.mktemp("gw")) as gw:
+        yield gw
+
+
+def test_ready_is_503_before_a_model_and_200_after(
+    registry: Registry, trained: TrainedVersions, tmp_path: Path
+) -> None:
+    env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}", "MODEL_LOAD_TIMEOUT": "0"}
+    with run_gateway(env, tmp_path, wait_loaded=False) as gw:
+        r = httpx.get(f"{gw.url}/ready")
+        assert (r.status_code, r.json()) == (503, {"status": "not ready", "model_loaded": False})
+        # Liveness stays 200 while not ready.
+        assert httpx.get(f"{gw.url}/health").status_code == 200
+
+
+def test_ready_names_the_served_model(gateway: GatewayProcess, trained: TrainedVersions) -> None:
+    r = httpx.get(f"{gateway.url}/ready")
+    assert r.status_code == 200
+    assert r.json() == {
+        "status": "ready",
+        "model_alias": "staging",
+        "model_version": trained.staging,
+    }
+
+
+def test_metrics_move_with_requests_reloads_and_callbacks(
+    gateway: GatewayProcess, trained: TrainedVersions
+) -> None:
+    before = scrape(gateway)
+    window = real_windows(1)[0].tolist()
+    for _ in range(3):
+        assert httpx.post(f"{gateway.url}/predict", json={"X": window}).status_code == 200
+    assert httpx.post(f"{gateway.url}/predict", json={"X": [[1]]}).status_code == 400
+    assert httpx.post(f"{gateway.url}/reload", timeout=60).status_code == 200
+    assert (
+        httpx.post(f"{gateway.url}/reload", json={"alias": "nope"}, timeout=60).status_code == 500
+    )
+    with run_receiver("ok") as ok, run_receiver("error") as failing:
+        for url in (ok.url, failing.url):
+            r = httpx.post(f"{gateway.url}/predict", json={"X": window, "callback_url": url})
+            assert r.status_code == 200
+    after = scrape(gateway)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("gateway_requests_total", route="/predict", method="POST", status="200") == 5
+    assert moved("gateway_requests_total", route="/predict", method="POST", status="400") == 1
+    assert moved("gateway_requests_total", route="/reload", method="POST", status="500") == 1
+    assert moved("gateway_request_duration_seconds_count", route="/predict") == 6
+    assert moved("gateway_predictions_total") == 5
+    assert moved("gateway_batch_size_count") >= 1
+    assert moved("gateway_reloads_total", trigger="api", result="success") == 1
+    assert moved("gateway_reloads_total", trigger="api", result="failure") == 1
+    assert moved("gateway_model_load_failures_total") == 1
+    assert moved("gateway_callbacks_total", result="delivered") == 1
+    assert moved("gateway_callbacks_total", result="failed") == 1
+    assert value(after, "gateway_model_info", alias="staging", version=trained.staging) == 1
+    assert value(after, "gateway_reloads_total", trigger="startup", result="success") == 1
+
+
+def test_request_ids_are_echoed_generated_and_sent_on_the_callback(
+    gateway: GatewayProcess,
+) -> None:
+    window = real_windows(1)[0].tolist()
+    r = httpx.post(f"{gateway.url}/predict", json={"X": window}, headers={"X-Request-ID": "req-42"})
+    assert r.headers["X-Request-ID"] == "req-42"
+    generated = httpx.get(f"{gateway.url}/health").headers["X-Request-ID"]
+    assert len(generated) == 32 and int(generated, 16) >= 0
+    assert httpx.get(f"{gateway.url}/nope").headers["X-Request-ID"]  # errors carry one too
+    with run_receiver("ok") as receiver:
+        r = httpx.post(
+            f"{gateway.url}/predict",
+            json={"X": window, "callback_url": receiver.url},
+            headers={"X-Request-ID": "cb-7"},
+        )
+        assert r.json()["posted_to_callback"] is True
+        assert receiver.received[0][0]["X-Request-ID"] == "cb-7"
+
+
+def test_one_json_log_line_per_request(gateway: GatewayProcess, trained: TrainedVersions) -> None:
+    window = real_windows(1)[0].tolist()
+    httpx.post(f"{gateway.url}/predict", json={"X": window}, headers={"X-Request-ID": "log-1"})
+
+    def access_lines() -> list[dict[str, object]]:
+        lines = [orjson.loads(line) for line in gateway.log().splitlines() if line.startswith("{")]
+        return [line for line in lines if line.get("request_id") == "log-1"]
+
+    wait_for(lambda: len(access_lines()) == 1, 10, "the access log line")
+    line = access_lines()[0]
+    assert line["logger"] == "gateway.access"
+    assert (line["method"], line["path"], line["status"]) == ("POST", "/predict", 200)
+    assert line["model_version"] == trained.staging
+    assert isinstance(line["latency_ms"], float) and line["latency_ms"] > 0
