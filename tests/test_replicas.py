@@ -1,0 +1,167 @@
+"""Scale-out: replicas and workers follow an alias moved once in MLflow, by polling."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import MODEL_NAME, BadVersions, Registry, TrainedVersions, free_port
+from tests.helpers import ROOT, GatewayProcess, real_windows, run_gateway, wait_for
+
+POLL_SECONDS = 1.0
+
+
+@contextlib.contextmanager
+def run_workers(env: dict[str, str], log_dir: Path) -> Iterator[GatewayProcess]:
+    """The gateway under `uvicorn --workers 2`, metrics shared through a multiprocess dir."""
+    port = free_port()
+    metrics_dir = log_dir / "prometheus"
+    metrics_dir.mkdir()
+    log_path = log_dir / f"workers-{port}.log"
+    full_env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        **env,
+    }
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "gateway.app:app_from_environ",
+                "--workers",
+                "2",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    gw = GatewayProcess(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        yield gw
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def worker_versions(gw: GatewayProcess) -> dict[str, str]:
+    """{worker pid: version it serves}, from the live workers' model-info samples."""
+    assert gw.process.poll() is None, gw.log()[-3000:]
+    try:
+        text = httpx.get(f"{gw.url}/metrics", timeout=10).text
+    except httpx.TransportError:  # not listening yet
+        return {}
+    return {
+        s.labels["pid"]: s.labels["version"]
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "gateway_model_info" and s.value == 1
+    }
+
+
+def load_failures(gw: GatewayProcess) -> float:
+    text = httpx.get(f"{gw.url}/metrics", timeout=10).text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "gateway_model_load_failures_total"
+    )
+
+
+@pytest.fixture
+def staging_restored(trained: TrainedVersions) -> Iterator[MlflowClient]:
+    client = MlflowClient()
+    try:
+        yield client
+    finally:  # other tests expect staging -> v1
+        client.set_registered_model_alias(MODEL_NAME, "staging", trained.staging)
+
+
+def test_replicas_and_workers_follow_an_alias_move(
+    registry: Registry,
+    trained: TrainedVersions,
+    bad_versions: BadVersions,
+    staging_restored: MlflowClient,
+    tmp_path: Path,
+) -> None:
+    env = {
+        "MLFLOW_TRACKING_URI": registry.uri,
+        "MODEL_POLL_INTERVAL": str(POLL_SECONDS),
+        "ACCESS_LOG": "false",
+    }
+    with contextlib.ExitStack() as stack:
+        replicas = [stack.enter_context(run_gateway(env, tmp_path)) for _ in range(2)]
+        workers = stack.enter_context(run_workers(env, tmp_path))
+        wait_for(lambda: len(worker_versions(workers)) == 2, 180, "both workers to load")
+        assert set(worker_versions(workers).values()) == {trained.staging}
+
+        # Light load on every process during the move; every answer must be a 200.
+        stop = threading.Event()
+        outcomes: list[tuple[int, str | None]] = []
+        window = real_windows(1)[0].tolist()
+
+        def load() -> None:
+            while not stop.is_set():
+                for gw in (*replicas, workers):
+                    # A new connection each time, so the kernel spreads them over the workers.
+                    r = httpx.post(f"{gw.url}/predict", json={"X": window}, timeout=30)
+                    version = r.json().get("model_version") if r.status_code == 200 else None
+                    outcomes.append((r.status_code, version))
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        try:
+            staging_restored.set_registered_model_alias(MODEL_NAME, "staging", trained.production)
+            moved_at = time.monotonic()
+
+            def converged() -> bool:
+                return all(
+                    gw.health()["model_version"] == trained.production for gw in replicas
+                ) and set(worker_versions(workers).values()) == {trained.production}
+
+            wait_for(converged, 120, "every replica and worker to serve the new version")
+            convergence = time.monotonic() - moved_at
+
+            failures_before = [load_failures(gw) for gw in (*replicas, workers)]
+            staging_restored.set_registered_model_alias(MODEL_NAME, "staging", bad_versions.broken)
+            wait_for(
+                lambda: all(
+                    load_failures(gw) > before
+                    for gw, before in zip((*replicas, workers), failures_before, strict=True)
+                ),
+                120,
+                "every process to count the failed load",
+            )
+        finally:
+            stop.set()
+            loader.join(60)
+        for gw in replicas:
+            assert gw.health()["model_version"] == trained.production
+        assert set(worker_versions(workers).values()) == {trained.production}
+    statuses = [status for status, _ in outcomes]
+    print(
+        f"\nconvergence {convergence:.2f} s (poll {POLL_SECONDS} s); "
+        f"{len(statuses)} requests during the moves, non-200: {len(statuses) - statuses.count(200)}"
+    )
+    assert statuses.count(200) == len(statuses) > 0
+    assert {version for _, version in outcomes} == {trained.staging, trained.production}
