@@ -33,34 +33,42 @@ def wait_until_healthy(
 
 
 def start_mlflow_server(
-    data_dir: Path, host: str, port: int, log_file: Path | None = None, detach: bool = False
+    data_dir: Path,
+    host: str,
+    port: int,
+    log_file: Path | None = None,
+    detach: bool = False,
+    backend_store_uri: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`mlflow server` storing runs and the registry in data_dir/mlflow.db and artifacts in
-    data_dir/artifacts (served through the server, so clients need no shared disk)."""
+    """`mlflow server` storing runs and the registry in data_dir/mlflow.db (or in
+    `backend_store_uri`, e.g. a PostgreSQL database) and artifacts in data_dir/artifacts (served
+    through the server, so clients need no shared disk)."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    if backend_store_uri is None:
+        backend_store_uri = f"sqlite:///{data_dir.resolve() / 'mlflow.db'}"
     env = {
         **os.environ,
         # The job runner spawns worker processes we do not use; on 2 cores they cost start-up.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
-    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{data_dir.resolve() / 'mlflow.db'}",
-            "--artifacts-destination",
-            str((data_dir / "artifacts").resolve()),
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=detach,
-    )
+    with open(log_file or os.devnull, "ab") as out:  # the child keeps its own copy of the fd
+        return subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("mlflow")),
+                "server",
+                "--backend-store-uri",
+                backend_store_uri,
+                "--artifacts-destination",
+                str((data_dir / "artifacts").resolve()),
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=detach,
+        )
