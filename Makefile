@@ -23,6 +23,16 @@ run: install
 test: install
 	$(PY) -m pytest
 
+# Schemathesis against a live gateway with 1,000 cases per fuzz test (`make test` runs 150);
+# prints the figures RELIABILITY.md quotes.
+fuzz: install
+	FUZZ_CASES=1000 $(PY) -m pytest tests/test_fuzz.py -q -s -rxX
+
+# Gateway vs the HTTP floor and `mlflow models serve` (~8 min; starts and stops its own registry
+# and servers, installs wrk with apt-get if missing). Writes BENCHMARKS.md.
+bench: install
+	$(PY) -m benchmarks.run $(ARGS)
+
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

@@ -130,7 +130,10 @@ class Batcher:
             return
         self._metrics.predictions.inc(len(batch))
         for (_, fut), value in zip(batch, values, strict=True):
-            _resolve(fut, result=(float(value), model))
+            if np.isfinite(value):
+                _resolve(fut, result=(float(value), model))
+            else:  # the spec's answer is a number: never a 200 with null (JSON has no NaN)
+                _resolve(fut, exception=PredictFailed("the model gave no finite forecast"))
 
 
 def _resolve(

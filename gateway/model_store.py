@@ -48,6 +48,9 @@ class ModelStore:
         self._refused: tuple[str, str] | None = None
         self._lock = asyncio.Lock()
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="model-load")
+        # Polls resolve the alias on a thread of their own: a poll stuck on a hung registry
+        # must not make a /reload wait behind it.
+        self._poller = ThreadPoolExecutor(1, thread_name_prefix="registry-poll")
         self._owns_cache = cache_dir is None
         self._cache_dir = cache_dir or Path(tempfile.mkdtemp(prefix="gateway-models-"))
         self._loaded: OrderedDict[str, Any] = OrderedDict()  # version -> pyfunc, loader thread only
@@ -126,7 +129,7 @@ class ModelStore:
             return  # start-up retries or /reload are in charge until a model is served
         loop = asyncio.get_running_loop()
         try:
-            version = await loop.run_in_executor(self._loader, self._resolve, current.alias)
+            version = await loop.run_in_executor(self._poller, self._resolve, current.alias)
         except ReloadFailed as e:
             self._metrics.polls.labels("error").inc()
             log.warning("registry poll for @%s failed: %s", current.alias, e.reason)
@@ -149,6 +152,7 @@ class ModelStore:
 
     def close(self) -> None:
         self._loader.shutdown(wait=False, cancel_futures=True)
+        self._poller.shutdown(wait=False, cancel_futures=True)
         if self._owns_cache:
             shutil.rmtree(self._cache_dir, ignore_errors=True)
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from gateway.errors import NOT_LOADED_DETAIL
 from gateway.settings import Settings
 
 TITLE = "LSTM Inference with MLflow PyFunc"
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 VERSION = "2.0.0"
 
 
@@ -42,7 +45,13 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "ReloadRequest": {
             "type": "object",
-            "properties": {"alias": {"type": "string", "minLength": 1}},
+            "properties": {
+                "alias": {
+                    "type": ["string", "null"],
+                    "pattern": "\\S",
+                    "description": "alias to serve; absent or null: MODEL_ALIAS",
+                }
+            },
         },
         "ReloadResponse": {
             "type": "object",
@@ -67,12 +76,18 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "type": "array",
                         "minItems": f,
                         "maxItems": f,
-                        "items": {"type": "number"},
+                        # The model computes in float32.
+                        "items": {
+                            "type": "number",
+                            "minimum": -FLOAT32_MAX,
+                            "maximum": FLOAT32_MAX,
+                        },
                     },
                 },
                 "callback_url": {
                     "type": ["string", "null"],
                     "format": "uri",
+                    "pattern": "^[hH][tT][tT][pP][sS]?://[^/?#]",
                     "description": "absolute http(s) URL that receives the CallbackPayload",
                 },
                 "metadata": {"type": ["object", "null"]},

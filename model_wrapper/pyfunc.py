@@ -128,7 +128,17 @@ class LSTMForecaster(PythonModel):
         self, context: PythonModelContext | None, model_input, params: dict[str, Any] | None = None
     ) -> np.ndarray:
         arr = check_windows(model_input, self.seq_len, self.n_features, self.feature_names)
-        scaled = ((transform_windows(arr) - self._mean) / self._scale).astype(np.float32)
+        scaled = (transform_windows(arr) - self._mean) / self._scale
+        # A window can pass every check and still scale beyond float32 (a return of 1e38 is a
+        # finite number): the LSTM would answer NaN. Refuse it like any other bad input.
+        beyond = ~(np.abs(scaled) <= np.finfo(np.float32).max)
+        if beyond.any():
+            n, t, f = (int(i) for i in np.argwhere(beyond)[0])
+            raise invalid(
+                f"X is beyond what the model can read: feature '{self.feature_names[f]}' at "
+                f"window {n}, step {t} ({arr[n, t, f]:g}) does not scale to a finite float32"
+            )
+        scaled = scaled.astype(np.float32)
         out = np.concatenate(
             [
                 self._run(scaled[i : i + BATCH_BUCKETS[-1]])
@@ -136,7 +146,12 @@ class LSTMForecaster(PythonModel):
             ]
         )
         log_return = out.astype(np.float64) * self._target_scale + self._target_mean
-        return arr[:, -1, CLOSE] * np.exp(log_return)
+        with np.errstate(over="ignore"):
+            price = arr[:, -1, CLOSE] * np.exp(log_return)
+        if not np.isfinite(price).all():
+            n = int(np.argwhere(~np.isfinite(price))[0][0])
+            raise invalid(f"the model gave no finite forecast for window {n}")
+        return price
 
     def _run(self, chunk: np.ndarray) -> np.ndarray:
         """Outputs for at most BATCH_BUCKETS[-1] windows, padded to the next compiled size."""

@@ -155,3 +155,20 @@ def run_receiver(mode: str = "ok", delay: float = 0.0) -> Iterator[Receiver]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+def record_figures(base_dir: Path, name: str, figures: dict[str, Any]) -> Path:
+    """Write what a reliability test tried and lost to base_dir/reliability/<name>.json (and to
+    $RELIABILITY_FIGURES_DIR when set, to keep them past pytest's temp dirs); print them too,
+    visible with `pytest -s`."""
+    import json
+
+    text = json.dumps(figures, indent=2, sort_keys=True)
+    print(f"\n[{name}] {text}")
+    out_dirs = [base_dir / "reliability"]
+    if os.environ.get("RELIABILITY_FIGURES_DIR"):
+        out_dirs.append(Path(os.environ["RELIABILITY_FIGURES_DIR"]))
+    for out_dir in out_dirs:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"{name}.json").write_text(text + "\n")
+    return out_dirs[0] / f"{name}.json"
