@@ -28,8 +28,8 @@ test: install
 fuzz: install
 	FUZZ_CASES=1000 $(PY) -m pytest tests/test_fuzz.py -q -s -rxX
 
-# Gateway vs the HTTP floor and `mlflow models serve` (~8 min; starts and stops its own registry
-# and servers, installs wrk with apt-get if missing). Writes BENCHMARKS.md.
+# Gateway vs the HTTP floor and `mlflow models serve`, ~7-10 min: starts and stops its own
+# registry and servers, installs wrk with apt-get if missing, writes BENCHMARKS.md.
 bench: install
 	$(PY) -m benchmarks.run $(ARGS)
 

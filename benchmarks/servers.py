@@ -1,0 +1,108 @@
+"""The four servers under test: how each starts, when it is ready, and what it answers."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.procs import http_status, post_json
+
+CONCURRENCY = (1, 16, 64)
+GATEWAY_CONCURRENCY = (1, 16, 64, 256)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    key: str  # "floor", "gateway", "serve" (b) or "keras" (c)
+    label: str
+    argv: list[str]
+    shown: str  # the command as a user would type it
+    env: dict[str, str]
+    ready: Callable[[int], bool]  # port -> ready to answer predictions?
+    predict_path: str
+    bodies: Path  # one JSON body per line
+    concurrency: tuple[int, ...]
+    read_prediction: Callable[[Any], float] | None  # the first window's answer, from the body
+    ready_timeout: float = 240.0
+
+
+def _get_json(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _gateway_ready(port: int) -> bool:
+    # /health answers at once; the model loads in the background.
+    health = _get_json(f"http://127.0.0.1:{port}/health")
+    return bool(isinstance(health, dict) and health.get("model_loaded"))
+
+
+def _status_ready(path: str) -> Callable[[int], bool]:
+    return lambda port: http_status(f"http://127.0.0.1:{port}{path}") == 200
+
+
+def server_specs(
+    setup: dict[str, Any], workdir: Path, env: dict[str, str], port: int, serve_workers: int | None
+) -> list[ServerSpec]:
+    """In the order they run; `setup` is benchmarks.models' models.json."""
+    py, mlflow = sys.executable, str(Path(sys.executable).with_name("mlflow"))
+    host = ["--host", "127.0.0.1", "--port", str(port)]
+    gateway_env = {
+        "REGISTERED_MODEL_NAME": setup["model_name"],
+        "MODEL_ALIAS": setup["alias"],
+        "MODEL_LOAD_RETRY_INTERVAL": "1",
+    }
+    # No --workers: what a new user gets, which is 1 uvicorn worker in MLflow 3.17.
+    serve_args = ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    workers = f" --workers {serve_workers}" if serve_workers else ""
+    serve_args += workers.split()
+    workers_label = workers.strip() or "default workers (1 uvicorn worker)"
+    b_uri = f"models:/{setup['model_name']}/{setup['version']}"
+    c_uri = f"models:/{setup['keras_model_name']}/{setup['keras_version']}"
+    return [
+        ServerSpec(
+            "floor", "minimal Starlette app under the gateway's uvicorn settings, 1 worker",
+            [py, "-m", "benchmarks.floor_app", *host], "python -m benchmarks.floor_app",
+            env, _status_ready("/health"), "/predict", workdir / "gateway.jsonl",
+            CONCURRENCY, None, 60,
+        ),
+        ServerSpec(
+            "gateway", f"serving {setup['model_name']}@{setup['alias']} with default settings",
+            [py, "-m", "gateway", *host],
+            f"REGISTERED_MODEL_NAME={setup['model_name']} MODEL_ALIAS={setup['alias']} "
+            "python -m gateway --host 127.0.0.1 --port PORT",
+            {**env, **gateway_env}, _gateway_ready, "/predict", workdir / "gateway.jsonl",
+            GATEWAY_CONCURRENCY, lambda body: float(body["pred_btc_close_next"]),
+        ),
+        ServerSpec(
+            "serve", f"the same registered version, custom pyfunc, {workers_label}",
+            [mlflow, "models", "serve", "-m", b_uri, *serve_args],
+            f"mlflow models serve -m {b_uri} --env-manager local{workers}",
+            env, _status_ready("/ping"), "/invocations", workdir / "serve.jsonl",
+            CONCURRENCY, lambda body: float(body["predictions"][0]),
+        ),
+        ServerSpec(
+            "keras", f"the same network, MLflow's Keras 3 flavor (mlflow.keras), {workers_label}",
+            [mlflow, "models", "serve", "-m", c_uri, *serve_args],
+            f"mlflow models serve -m {c_uri} --env-manager local{workers}",
+            env, _status_ready("/ping"), "/invocations", workdir / "keras.jsonl",
+            CONCURRENCY, lambda body: float(body["predictions"][0][0]),
+        ),
+    ]  # fmt: skip
+
+
+def probe(spec: ServerSpec, url: str) -> float | None:
+    """One real request before the load: a server that answers an error is not benchmarked."""
+    body = spec.bodies.read_text().splitlines()[0].encode()
+    status, answer = post_json(url, body)
+    if status != 200:
+        raise RuntimeError(f"{spec.key} answered {status} to a real request: {answer[:500]!r}")
+    return spec.read_prediction(json.loads(answer)) if spec.read_prediction else None
