@@ -8,6 +8,7 @@ model away. Reloads are serialized; a request reads the reference once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import shutil
 import tempfile
@@ -72,6 +73,11 @@ class ModelStore:
                 self._metrics.load_failures.inc()
                 raise
             self._current = model
+            # TensorFlow, Keras and MLflow leave ~500k long-lived objects behind, and every
+            # full collection walks them all: ~250 ms with the event loop stalled, several
+            # times a minute under load (the p99). Freezing moves them out of the collector's
+            # sight; what requests allocate is still collected as usual.
+            gc.freeze()
             self._metrics.reloads.labels(trigger, "success").inc()
             self._metrics.served(model.alias, model.version)
         log.info(

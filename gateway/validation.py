@@ -7,6 +7,7 @@ Messages say what was expected and what came, without echoing the input back.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,6 +16,7 @@ import orjson
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _MAX_URL_LENGTH = 2048
+_NUMBER_TYPES = frozenset((float, int))
 
 
 class InvalidRequest(ValueError):
@@ -71,28 +73,32 @@ def parse_window(rows: Any, seq_len: int, n_features: int) -> np.ndarray:
             f"X has the wrong shape: expected [{seq_len}, {n_features}] "
             f"(SEQ_LEN_REQUIRED x N_FEATURES_REQUIRED), got {len(rows)} rows"
         )
-    for i, row in enumerate(rows):
-        if type(row) is not list:
-            raise InvalidRequest(
-                f"X[{i}] must be an array of {n_features} numbers, got {_kind(row)}"
-            )
-        if len(row) != n_features:
-            raise InvalidRequest(
-                f"X has the wrong shape: expected [{seq_len}, {n_features}], "
-                f"row X[{i}] has {len(row)} values"
-            )
-        # `type(v) in` (not isinstance) so that true/false, which are ints in Python, are refused.
-        if not all(type(v) is float or type(v) is int for v in row):
-            j, v = next((j, v) for j, v in enumerate(row) if type(v) not in (float, int))
-            raise InvalidRequest(f"X[{i}][{j}] must be a number, got {_kind(v)}")
+    # The common case is checked in bulk (this runs on the event loop for every request);
+    # the loops that name the first bad place run only when the bulk check fails.
+    if not all(type(row) is list and len(row) == n_features for row in rows):
+        for i, row in enumerate(rows):
+            if type(row) is not list:
+                raise InvalidRequest(
+                    f"X[{i}] must be an array of {n_features} numbers, got {_kind(row)}"
+                )
+            if len(row) != n_features:
+                raise InvalidRequest(
+                    f"X has the wrong shape: expected [{seq_len}, {n_features}], "
+                    f"row X[{i}] has {len(row)} values"
+                )
+    # `type(v)` (not isinstance) so that true/false, which are ints in Python, are refused.
+    if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
+        for i, row in enumerate(rows):
+            for j, v in enumerate(row):
+                if type(v) not in _NUMBER_TYPES:
+                    raise InvalidRequest(f"X[{i}][{j}] must be a number, got {_kind(v)}")
     try:
         window = np.array(rows, dtype=np.float64)
     except OverflowError:
         raise InvalidRequest("X holds an integer too large for a float") from None
     # orjson never yields NaN or inf, but a float64 can still overflow float32, the model's type.
-    too_big = np.abs(window) > _FLOAT32_MAX
-    if too_big.any():
-        i, j = (int(k) for k in np.argwhere(too_big)[0])
+    if np.abs(window).max() > _FLOAT32_MAX:
+        i, j = (int(k) for k in np.argwhere(np.abs(window) > _FLOAT32_MAX)[0])
         raise InvalidRequest(
             f"X[{i}][{j}] is out of range: |value| must be at most {_FLOAT32_MAX:g}"
         )
