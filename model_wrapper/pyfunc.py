@@ -166,7 +166,7 @@ def _compile(network: Any, seq_len: int, n_features: int) -> tuple[Any, str]:
     """The fastest inference function that agrees with the plain graph, compiled now.
 
     Model.predict costs ~50 ms a call on CPU (it builds a dataset and a loop every time) and an
-    eager call ~5 ms; a traced graph with a fixed signature ~0.5 ms, and the same graph compiled
+    eager call ~20 ms; a traced graph with a fixed signature ~0.5 ms, and the same graph compiled
     by XLA about half that. XLA compiles once per input shape, so every bucket size is compiled
     here rather than on a request, and it is used only where it matches the plain graph.
     """
