@@ -232,7 +232,9 @@ def test_promote_copies_an_alias_and_set_alias_moves_it(trained: TrainedVersions
     assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.staging
 
 
-def test_any_batch_size_equals_one_window_at_a_time(staging_model: mlflow.pyfunc.PyFuncModel) -> None:
+def test_any_batch_size_equals_one_window_at_a_time(
+    staging_model: mlflow.pyfunc.PyFuncModel,
+) -> None:
     """Batches are padded to compiled sizes and split past 64: neither may change an answer."""
     forecaster = staging_model.unwrap_python_model()
     assert forecaster.backend in ("xla", "graph")
