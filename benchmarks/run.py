@@ -463,12 +463,16 @@ def publish(data: dict[str, Any], output: Path) -> None:
     print(report.console_report(results))
     for warning in data["warnings"]:
         print(f"note: {warning}")
-    output.write_text(
-        report.markdown(
-            data["machine"], data["setup"], results, data["generator_note"], data["method"],
-            data["micro"], data["warnings"],
-        )
+    text = report.markdown(
+        data["machine"], data["setup"], results, data["generator_note"], data["method"],
+        data["micro"], data["warnings"],
     )  # fmt: skip
+    # The profile behind the numbers is written by hand (py-spy runs are not automated):
+    # kept in benchmarks/PROFILE.md and appended, so a new run does not lose it.
+    profile = Path(__file__).with_name("PROFILE.md")
+    if profile.exists():
+        text = text.rstrip("\n") + "\n\n" + profile.read_text()
+    output.write_text(text)
 
 
 if __name__ == "__main__":
