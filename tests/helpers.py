@@ -62,11 +62,21 @@ class GatewayProcess:
         return bool(self.health()["model_loaded"])
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextlib.contextmanager
 def run_gateway(
-    env: dict[str, str], log_dir: Path, wait_loaded: bool = True
+    env: dict[str, str], log_dir: Path, wait_loaded: bool = True, workers: int = 1
 ) -> Iterator[GatewayProcess]:
-    """`python -m gateway` on a free port; the port is bound before the model loads."""
+    """`python -m gateway` on a free port (the port is bound before the model loads); with
+    workers > 1, `uvicorn --factory ... --workers N` with shared multiprocess metrics."""
     port = free_port()
     log_path = log_dir / f"gateway-{port}.log"
     full_env = {
@@ -76,9 +86,18 @@ def run_gateway(
         "CALLBACK_ALLOWED_NETWORKS": "127.0.0.1/32",
         **env,
     }
+    command = [sys.executable, "-m", "gateway", "--port", str(port)]
+    if workers > 1:
+        metrics_dir = log_dir / f"prometheus-{port}"
+        metrics_dir.mkdir()
+        full_env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        command = [
+            sys.executable, "-m", "uvicorn", "--factory", "gateway.app:app_from_environ",
+            "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port),
+        ]  # fmt: skip
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "--port", str(port)],
+            command,
             cwd=ROOT,
             env=full_env,
             stdout=log,
@@ -99,12 +118,7 @@ def run_gateway(
             gw.wait_loaded()
         yield gw
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @dataclass

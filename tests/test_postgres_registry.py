@@ -25,7 +25,7 @@ import pytest
 
 from scripts.local_registry import start_mlflow_server, wait_until_healthy
 from tests.conftest import MODEL_NAME, N_CANDLES, SEQ_LEN, free_port
-from tests.helpers import real_windows, run_gateway
+from tests.helpers import real_windows, run_gateway, stop_process
 
 PG_SUPERUSER = "postgres"
 PG_DATABASE = "mlflow"
@@ -216,12 +216,7 @@ def pg_registry(
             raise AssertionError(f"{e}\n{log_file.read_text(errors='replace')[-3000:]}") from e
         yield PgRegistry(f"http://127.0.0.1:{port}", log_file)
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 15)
 
 
 @contextlib.contextmanager

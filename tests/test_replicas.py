@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,51 +13,10 @@ import pytest
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import MODEL_NAME, BadVersions, Registry, TrainedVersions, free_port
-from tests.helpers import ROOT, GatewayProcess, real_windows, run_gateway, wait_for
+from tests.conftest import MODEL_NAME, BadVersions, Registry, TrainedVersions
+from tests.helpers import GatewayProcess, real_windows, run_gateway, wait_for
 
 POLL_SECONDS = 1.0
-
-
-@contextlib.contextmanager
-def run_workers(env: dict[str, str], log_dir: Path) -> Iterator[GatewayProcess]:
-    """The gateway under `uvicorn --workers 2`, metrics shared through a multiprocess dir."""
-    port = free_port()
-    metrics_dir = log_dir / "prometheus"
-    metrics_dir.mkdir()
-    log_path = log_dir / f"workers-{port}.log"
-    full_env = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        **env,
-    }
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "gateway.app:app_from_environ",
-                "--workers",
-                "2",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=ROOT,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    gw = GatewayProcess(f"http://127.0.0.1:{port}", process, log_path)
-    try:
-        yield gw
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 def worker_versions(gw: GatewayProcess) -> dict[str, str]:
@@ -111,7 +67,7 @@ def test_replicas_and_workers_follow_an_alias_move(
     }
     with contextlib.ExitStack() as stack:
         replicas = [stack.enter_context(run_gateway(env, tmp_path)) for _ in range(2)]
-        workers = stack.enter_context(run_workers(env, tmp_path))
+        workers = stack.enter_context(run_gateway(env, tmp_path, wait_loaded=False, workers=2))
         wait_for(lambda: len(worker_versions(workers)) == 2, 180, "both workers to load")
         assert set(worker_versions(workers).values()) == {trained.staging}
 
