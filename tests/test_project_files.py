@@ -114,3 +114,23 @@ def test_settings_read_every_variable() -> None:
 def test_bad_settings_name_the_variable(environ: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_environ(environ)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.1.2.3", False),
+        ("gateway.example", False),
+    ],
+)
+def test_open_reload_is_warned_about_off_loopback(host: str, loopback: bool) -> None:
+    """`python -m gateway` warns at start when /reload is open on a non-loopback address."""
+    from gateway.__main__ import _is_loopback
+
+    assert _is_loopback(host) is loopback
