@@ -33,11 +33,13 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-    uri = f"http://{REGISTRY_HOST}:{REGISTRY_PORT}"
-    os.environ.setdefault("MLFLOW_TRACKING_URI", uri)
-    uri = os.environ["MLFLOW_TRACKING_URI"]
+    local_uri = f"http://{REGISTRY_HOST}:{REGISTRY_PORT}"
+    uri = os.environ.setdefault("MLFLOW_TRACKING_URI", local_uri)
     if is_healthy(uri):
         print(f"== using the MLflow server already running at {uri}")
+    elif uri != local_uri:
+        # A local server on :5000 would never make another registry answer.
+        sys.exit(f"make run: MLFLOW_TRACKING_URI={uri} does not answer /health")
     else:
         print(f"== starting mlflow server at {uri} (data in {LOCAL / 'mlflow'}); first start ~30 s")
         process = start_mlflow_server(
