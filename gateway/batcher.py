@@ -16,11 +16,11 @@ import numpy as np
 
 from gateway.errors import GatewayError, ModelNotLoaded, PredictFailed
 from gateway.metrics import Metrics
-from gateway.model_store import ServedModel
+from gateway.model_store import Forecast, ServedModel
 
 log = logging.getLogger("gateway.batcher")
 
-Prediction = tuple[float, ServedModel]
+Prediction = tuple[Forecast, ServedModel]
 _Item = tuple[np.ndarray, "asyncio.Future[Prediction]"]
 
 
@@ -118,22 +118,25 @@ class Batcher:
             for item in batch:
                 await self._run_batch([item])
             return
-        values = np.asarray(out, dtype=np.float64).reshape(-1)
-        if len(values) != len(batch):
+        rows = np.asarray(out, dtype=np.float64)
+        if rows.shape != (len(batch), 3):
             for _, fut in batch:
                 _resolve(
                     fut,
                     exception=PredictFailed(
-                        f"the model returned {len(values)} values for {len(batch)} windows"
+                        f"the model returned {len(rows)} forecasts for {len(batch)} windows"
                     ),
                 )
             return
         self._metrics.predictions.inc(len(batch))
-        for (_, fut), value in zip(batch, values, strict=True):
-            if np.isfinite(value):
-                _resolve(fut, result=(float(value), model))
-            else:  # the spec's answer is a number: never a 200 with null (JSON has no NaN)
+        for (_, fut), (value, lower, upper) in zip(batch, rows.tolist(), strict=True):
+            if not np.isfinite(value):
+                # the spec's answer is a number: never a 200 with null (JSON has no NaN)
                 _resolve(fut, exception=PredictFailed("the model gave no finite forecast"))
+            elif np.isfinite(lower) and np.isfinite(upper):
+                _resolve(fut, result=(Forecast(value, lower, upper), model))
+            else:
+                _resolve(fut, result=(Forecast(value, None, None), model))
 
 
 def _resolve(

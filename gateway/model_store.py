@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -33,11 +33,38 @@ log = logging.getLogger("gateway.model_store")
 _MEMORY_CACHE = 2
 
 
+# The pyfunc's output columns (model_wrapper/pyfunc.py): versions logged before the interval
+# return a plain [N] array of forecasts instead.
+POINT, LOWER, UPPER = "pred_btc_close_next", "pred_interval_lower", "pred_interval_upper"
+
+
+class Forecast(NamedTuple):
+    value: float  # the next close, USD
+    lower: float | None  # the interval's bounds, USD; None when the version gives none
+    upper: float | None
+
+
 @dataclass(frozen=True)
 class ServedModel:
     alias: str
     version: str
-    predict: Callable[[np.ndarray], np.ndarray]  # [N, T, F] float32 -> [N] USD
+    predict: Callable[[np.ndarray], np.ndarray]  # [N, T, F] float32 -> [N, 3] (see as_forecasts)
+    interval_level: float | None = None
+
+
+def as_forecasts(output: Any) -> np.ndarray:
+    """A pyfunc's answer as [N, 3] float64: forecast, lower, upper (NaN bounds: no interval)."""
+    if hasattr(output, "columns"):  # a DataFrame, without importing pandas here
+        nan = np.full(len(output), np.nan)
+        return np.column_stack(
+            [
+                np.asarray(output[POINT], np.float64),
+                np.asarray(output[LOWER], np.float64) if LOWER in output.columns else nan,
+                np.asarray(output[UPPER], np.float64) if UPPER in output.columns else nan,
+            ]
+        )
+    values = np.asarray(output, dtype=np.float64).reshape(-1)
+    return np.column_stack([values, np.full((len(values), 2), np.nan)])
 
 
 class ModelStore:
@@ -173,7 +200,13 @@ class ModelStore:
             while len(self._loaded) > _MEMORY_CACHE:
                 self._loaded.popitem(last=False)
         self._loaded.move_to_end(version)
-        return ServedModel(alias=alias, version=version, predict=pyfunc.predict)
+        level = (pyfunc.metadata.metadata or {}).get("forecast", {}).get("interval_level")
+        return ServedModel(
+            alias=alias,
+            version=version,
+            predict=lambda x: as_forecasts(pyfunc.predict(x)),
+            interval_level=float(level) if level is not None else None,
+        )
 
     def _resolve(self, alias: str) -> str:
         from mlflow import MlflowClient
@@ -226,10 +259,11 @@ class ModelStore:
                 )
             pyfunc = mlflow.pyfunc.load_model(str(local))
             smoke = pyfunc.predict(np.ones((1, *want), dtype=np.float32))
-            if np.shape(smoke) != (1,) or not np.isfinite(smoke).all():
+            forecasts = as_forecasts(smoke)
+            if forecasts.shape != (1, 3) or not np.isfinite(forecasts[:, 0]).all():
                 raise ReloadFailed(
                     f"version {version} failed its smoke prediction: expected one finite "
-                    f"price, got {np.asarray(smoke)!r}"[:300]
+                    f"price, got {smoke!r}"[:300]
                 )
         except ReloadFailed:
             raise

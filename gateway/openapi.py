@@ -32,6 +32,10 @@ def _json(ref: str) -> dict[str, Any]:
 def openapi_document(settings: Settings) -> dict[str, Any]:
     t, f = settings.seq_len_required, settings.n_features_required
     nullable_str = {"type": ["string", "null"]}
+    # null when the served version predates intervals; absent fields stay as the spec has them
+    interval_ref = {
+        "anyOf": [{"$ref": "#/components/schemas/PredictionInterval"}, {"type": "null"}]
+    }
     schemas: dict[str, Any] = {
         "Health": {
             "type": "object",
@@ -110,6 +114,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "type": "string",
                     "description": "why the callback failed; present only then",
                 },
+                "pred_interval": interval_ref,
             },
         },
         "CallbackPayload": {
@@ -120,6 +125,18 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "metadata": {"type": ["object", "null"]},
                 "model_alias": {"type": "string"},
                 "model_version": {"type": "string"},
+                "pred_interval": interval_ref,
+            },
+        },
+        "PredictionInterval": {
+            "type": "object",
+            "description": "central interval of the next close, from the model's quantile "
+            "head calibrated out of sample; level 0.8 = an 80% interval",
+            "required": ["lower", "upper", "level"],
+            "properties": {
+                "lower": {"type": "number", "description": "USD"},
+                "upper": {"type": "number", "description": "USD"},
+                "level": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
             },
         },
         "Error": {

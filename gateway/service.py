@@ -30,21 +30,28 @@ class Gateway:
 
     async def predict(self, request: PredictRequest, request_id: str) -> tuple[dict[str, Any], str]:
         """The answer, and the version that computed it (for the access log)."""
-        value, model = await self.batcher.predict(request.x)
+        forecast, model = await self.batcher.predict(request.x)
+        interval = (
+            {"lower": forecast.lower, "upper": forecast.upper, "level": model.interval_level}
+            if forecast.lower is not None and model.interval_level is not None
+            else None
+        )
         answer: dict[str, Any] = {
-            "pred_btc_close_next": value,
+            "pred_btc_close_next": forecast.value,
             "posted_to_callback": False,
             "model_alias": model.alias,
             "model_version": model.version,
+            "pred_interval": interval,
         }
         if request.callback_url is not None:
             result = await self.callbacks.deliver(
                 request.callback_url,
                 {
-                    "pred_btc_close_next": value,
+                    "pred_btc_close_next": forecast.value,
                     "metadata": request.metadata,
                     "model_alias": model.alias,
                     "model_version": model.version,
+                    "pred_interval": interval,
                 },
                 # The receiver can match the callback to the request it answers.
                 headers={"X-Request-ID": request_id},

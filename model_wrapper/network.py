@@ -4,6 +4,7 @@ module stays cheap for code that only needs the rest of the package."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,9 +12,34 @@ import numpy as np
 if TYPE_CHECKING:
     import keras
 
+# The network forecasts these quantiles of the (scaled) next log return: the median is the
+# point forecast (it minimises absolute error, the metric that matters in USD), the outer two
+# bound the 80% interval.
+QUANTILES = (0.1, 0.5, 0.9)
+
+
+@dataclass(frozen=True)
+class FitHistory:
+    losses: dict[str, list[float]]  # per-epoch "loss" and "val_loss"
+    best_epoch: int  # 0-based; its weights were restored
+    stopped_epoch: int  # 0-based, the last epoch run
+
+
+def pinball_loss(y_true: Any, y_pred: Any) -> Any:
+    """Mean pinball (quantile) loss over QUANTILES; y_true [B, 1], y_pred [B, len(QUANTILES)]."""
+    import keras
+
+    q = keras.ops.convert_to_tensor(QUANTILES, dtype=y_pred.dtype)
+    error = y_true - y_pred
+    return keras.ops.mean(keras.ops.maximum(q * error, (q - 1.0) * error))
+
 
 def build_network(
-    seq_len: int, n_features: int, units: int = 32, learning_rate: float = 1e-3
+    seq_len: int,
+    n_features: int,
+    units: int = 32,
+    learning_rate: float = 1e-3,
+    name: str = "btc_lstm",
 ) -> keras.Model:
     import keras
 
@@ -23,12 +49,12 @@ def build_network(
             keras.layers.LSTM(units),
             keras.layers.Dropout(0.1),
             keras.layers.Dense(16, activation="relu"),
-            keras.layers.Dense(1),
+            keras.layers.Dense(len(QUANTILES)),
         ],
-        name="btc_lstm",
+        name=name,
     )
-    # Huber: log returns have fat tails, and a few crash hours should not dominate the fit.
-    network.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="huber")
+    # Pinball loss is an absolute-error loss: fat-tailed crash days pull it less than squares.
+    network.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=pinball_loss)
     return network
 
 
@@ -40,16 +66,15 @@ def fit_network(
     batch_size: int = 64,
     patience: int = 5,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-) -> dict[str, list[float]]:
-    """Fit with early stopping on validation loss (best weights restored); Keras prints a
-    line per epoch. Returns the per-epoch history."""
+    verbose: int = 2,
+) -> FitHistory:
+    """Fit with early stopping on validation loss (best weights restored)."""
     import keras
 
-    callbacks: list[Any] = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=patience, restore_best_weights=True
-        )
-    ]
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True
+    )
+    callbacks: list[Any] = [stopper]
     if on_epoch_end is not None:
         callbacks.append(
             keras.callbacks.LambdaCallback(
@@ -64,15 +89,21 @@ def fit_network(
         batch_size=batch_size,
         shuffle=True,
         callbacks=callbacks,
-        verbose=2,
+        verbose=verbose,
     )
-    return {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    losses = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    val = losses.get("val_loss", [])
+    return FitHistory(
+        losses=losses,
+        best_epoch=int(np.argmin(val)) if val else 0,
+        stopped_epoch=len(val) - 1,
+    )
 
 
 def run_network(network: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Outputs for many windows at once, in plain graph-free batches (training-time only)."""
+    """Raw outputs [N, K] for many windows at once, in plain batches (training-time only)."""
     outputs = [
-        np.asarray(network(x[i : i + batch_size], training=False))
+        np.asarray(network(x[i : i + batch_size], training=False), dtype=np.float64)
         for i in range(0, len(x), batch_size)
     ]
-    return np.concatenate(outputs)[:, 0] if outputs else np.empty(0)
+    return np.concatenate(outputs) if outputs else np.empty((0, len(QUANTILES)))

@@ -15,7 +15,9 @@ import mlflow
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.models import ModelSignature
-from mlflow.types import Schema, TensorSpec
+from mlflow.types import ColSpec, Schema, TensorSpec
+
+from model_wrapper.pyfunc import OUTPUT_COLUMNS
 
 if TYPE_CHECKING:
     import keras
@@ -34,7 +36,7 @@ def pip_requirements() -> list[str]:
 def signature(seq_len: int, n_features: int) -> ModelSignature:
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, seq_len, n_features))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float64), (-1,))]),
+        outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS]),
     )
 
 
@@ -45,18 +47,24 @@ def log_forecaster(
     input_example: np.ndarray,
     registered_model_name: str = DEFAULT_MODEL_NAME,
     alias: str | None = DEFAULT_ALIAS,
+    extra_metadata: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    description: str | None = None,
 ) -> str:
     """Log the pyfunc in the active run, register it, point `alias` at it; returns the version.
 
     `scaler` holds `mean` and `scale` per feature (after `transform_windows`) and
-    `target_mean`/`target_scale` of the log-return target.
+    `target_mean`/`target_scale` of the log-return target. `extra_metadata` (the forecast
+    settings, the data and its period) goes into metadata.json and the MLmodel metadata;
+    `tags` onto the version.
     """
     _, seq_len, n_features = input_example.shape
     metadata = {
         "seq_len": int(seq_len),
         "n_features": int(n_features),
         "feature_names": list(feature_names),
-        "target": "next close in USD (network: scaled next log return)",
+        "target": "next close in USD (network: scaled quantiles of the next log return)",
+        **(extra_metadata or {}),
     }
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = {
@@ -82,6 +90,10 @@ def log_forecaster(
     # Tags make the shape visible in the registry UI without downloading the model.
     client.set_model_version_tag(registered_model_name, version, "seq_len", str(seq_len))
     client.set_model_version_tag(registered_model_name, version, "n_features", str(n_features))
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(registered_model_name, version, key, value)
+    if description:
+        client.update_model_version(registered_model_name, version, description=description)
     if alias:
         client.set_registered_model_alias(registered_model_name, alias, version)
     return version

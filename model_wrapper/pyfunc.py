@@ -6,7 +6,8 @@ The training code imports `check_windows` and `transform_windows` from here, so 
 network saw in training is exactly what it sees in serving.
 
 Input: X of shape [T, F] or [N, T, F], raw feature values in FEATURE_NAMES order.
-Output: one float64 per window, the next close in USD.
+Output: a DataFrame with one row per window (see OUTPUT_COLUMNS): the next close in USD, and
+the bounds of its central interval (level in the model's metadata, `forecast.interval_level`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
@@ -27,6 +29,8 @@ PRICE_LEVELS = (OPEN, HIGH, LOW, CLOSE, SMA_7, SMA_21, EMA_12, EMA_26)
 PRICE_DIFFS = (MACD, MACD_SIGNAL)
 # Batch sizes the inference function is compiled for; larger inputs run in chunks of the last.
 BATCH_BUCKETS = (1, 4, 16, 64)
+POINT, LOWER, UPPER = "pred_btc_close_next", "pred_interval_lower", "pred_interval_upper"
+OUTPUT_COLUMNS = (POINT, LOWER, UPPER)
 
 
 def invalid(message: str) -> MlflowException:
@@ -103,6 +107,31 @@ def transform_windows(arr: np.ndarray) -> np.ndarray:
     return out
 
 
+def forecast_prices(
+    last_close: np.ndarray, outputs: np.ndarray, scaler: dict[str, Any], forecast: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """The network's scaled outputs [N, K] -> prices in USD, by OUTPUT_COLUMNS.
+
+    With K = 3 the outputs are the 0.1/0.5/0.9 quantiles of the next log return. The point
+    forecast is the median times `shrinkage` (0 is persistence, 1 the raw median), as far as
+    validation found it earns; the interval is the outer quantiles moved apart by
+    `interval_widen` (conformalized quantile regression, calibrated on validation; negative
+    narrows). A network with one output (older recipes) gives the point forecast only.
+    """
+    log_return = outputs * float(scaler["target_scale"]) + float(scaler["target_mean"])
+    shrinkage = float(forecast.get("shrinkage", 1.0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        if log_return.shape[1] == 1:
+            return {POINT: last_close * np.exp(shrinkage * log_return[:, 0])}
+        low, mid, high = np.sort(log_return, axis=1).T
+        widen = float(forecast["interval_widen"])
+        return {
+            POINT: last_close * np.exp(shrinkage * mid),
+            LOWER: last_close * np.exp(np.minimum(low - widen, mid)),
+            UPPER: last_close * np.exp(np.maximum(high + widen, mid)),
+        }
+
+
 class LSTMForecaster(PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
         # TensorFlow is imported here, not at module level, so importing this file is cheap.
@@ -115,18 +144,21 @@ class LSTMForecaster(PythonModel):
         self.seq_len = int(meta["seq_len"])
         self.n_features = int(meta["n_features"])
         self.feature_names = list(meta["feature_names"])
+        self._scaler = scaler
+        self._forecast = dict(meta.get("forecast", {}))
         self._mean = np.asarray(scaler["mean"], dtype=np.float64)
         self._scale = np.asarray(scaler["scale"], dtype=np.float64)
-        self._target_mean = float(scaler["target_mean"])
-        self._target_scale = float(scaler["target_scale"])
         network = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self._infer, self.backend = _compile(network, self.seq_len, self.n_features)
 
-    # model_input stays unannotated: MLflow reads predict's type hints as a schema of its own,
-    # and the explicit TensorSpec signature logged with the model is the one that should rule.
-    def predict(  # type: ignore[no-untyped-def]
-        self, context: PythonModelContext | None, model_input, params: dict[str, Any] | None = None
-    ) -> np.ndarray:
+    # np.ndarray is a hint MLflow derives no schema of its own from (the logged signature still
+    # rules), and with it MLflow stops warning, on every import, that predict has no hints.
+    def predict(
+        self,
+        context: PythonModelContext | None,
+        model_input: np.ndarray,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
         arr = check_windows(model_input, self.seq_len, self.n_features, self.feature_names)
         scaled = (transform_windows(arr) - self._mean) / self._scale
         # A window can pass every check and still scale beyond float32 (a return of 1e38 is a
@@ -145,13 +177,14 @@ class LSTMForecaster(PythonModel):
                 for i in range(0, len(scaled), BATCH_BUCKETS[-1])
             ]
         )
-        log_return = out.astype(np.float64) * self._target_scale + self._target_mean
-        with np.errstate(over="ignore"):
-            price = arr[:, -1, CLOSE] * np.exp(log_return)
-        if not np.isfinite(price).all():
-            n = int(np.argwhere(~np.isfinite(price))[0][0])
-            raise invalid(f"the model gave no finite forecast for window {n}")
-        return price
+        columns = forecast_prices(
+            arr[:, -1, CLOSE], out.astype(np.float64), self._scaler, self._forecast
+        )
+        for values in columns.values():
+            if not np.isfinite(values).all():
+                n = int(np.argwhere(~np.isfinite(values))[0][0])
+                raise invalid(f"the model gave no finite forecast for window {n}")
+        return pd.DataFrame(columns)
 
     def _run(self, chunk: np.ndarray) -> np.ndarray:
         """Outputs for at most BATCH_BUCKETS[-1] windows, padded to the next compiled size."""
@@ -159,7 +192,7 @@ class LSTMForecaster(PythonModel):
         size = next(b for b in BATCH_BUCKETS if b >= n)
         if size > n:
             chunk = np.concatenate([chunk, np.zeros((size - n, *chunk.shape[1:]), np.float32)])
-        return np.asarray(self._infer(chunk))[:n, 0]
+        return np.asarray(self._infer(chunk))[:n]
 
 
 def _compile(network: Any, seq_len: int, n_features: int) -> tuple[Any, str]:

@@ -1,22 +1,48 @@
-"""The training pipeline: candles -> windows -> chronological split -> LSTM -> metrics -> registry.
+"""The training recipe: candles -> windows -> chronological split -> LSTM -> calibration.
 
-`scripts/train.py` is its command line; tests and notebooks call `train_and_register` directly.
+`fit_recipe` is the recipe alone (no MLflow): `train_and_register` logs and registers what it
+fits, and the walk-forward backtest refits it at every period. Every choice the recipe makes
+from data (early stopping, shrinkage, interval width) is made on the validation slice; the
+holdout slice after it only reports.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 
+from model_wrapper.evaluation import ewma_fhs_interval, score_forecasts
 from model_wrapper.features import FEATURE_NAMES, compute_features, min_candles
-from model_wrapper.network import build_network, fit_network, run_network
+from model_wrapper.network import QUANTILES, FitHistory, build_network, fit_network, run_network
 from model_wrapper.publish import DEFAULT_ALIAS, DEFAULT_MODEL_NAME, log_forecaster
-from model_wrapper.pyfunc import CLOSE, check_windows, transform_windows
+from model_wrapper.pyfunc import (
+    CLOSE,
+    LOWER,
+    POINT,
+    UPPER,
+    check_windows,
+    forecast_prices,
+    transform_windows,
+)
+from model_wrapper.report import forecast_report
+
+if TYPE_CHECKING:
+    import keras
+
+    from model_wrapper.data import DataSource
+
+DEFAULT_EXPERIMENT = "btc-lstm"
+# How much worse than persistence (in MAE) a version may be and still get its alias.
+DEFAULT_TOLERANCE = 0.005
+# Shrinkage factors tried on validation: the point forecast is persistence moved this fraction
+# of the way toward the network's median.
+SHRINKAGE_GRID = tuple(round(0.05 * i, 2) for i in range(21))
 
 
 @dataclass(frozen=True)
@@ -29,6 +55,9 @@ class TrainConfig:
     patience: int = 5
     validation_fraction: float = 0.15
     holdout_fraction: float = 0.15
+    interval_level: float = 0.8
+    # Networks fitted with seeds seed, seed+1, ... and averaged in one graph.
+    ensemble: int = 1
     seed: int = 42
 
 
@@ -37,7 +66,33 @@ class Windows:
     x: np.ndarray  # [N, T, F] raw features
     target: np.ndarray  # [N] log(close_{t+1} / close_t)
     next_close: np.ndarray  # [N] the close each window forecasts
-    times: pd.Index  # [N] time of each window's next candle
+    times: pd.DatetimeIndex  # [N] time of each window's target (next) candle
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def last_close(self) -> np.ndarray:
+        return self.x[:, -1, CLOSE]
+
+    def select(self, which: slice | np.ndarray) -> Windows:
+        return Windows(self.x[which], self.target[which], self.next_close[which], self.times[which])
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What the recipe learned: the network, its scaler and its forecast settings."""
+
+    network: keras.Model
+    scaler: dict[str, Any]
+    forecast: dict[str, Any]  # shrinkage, interval_widen, interval_level, quantiles
+    history: tuple[FitHistory, ...]  # one per ensemble member
+    split: tuple[slice, slice, slice]  # train, validation, holdout of the windows it saw
+
+    def predict(self, windows: Windows) -> dict[str, np.ndarray]:
+        """Prices by OUTPUT_COLUMNS: exactly what the logged pyfunc answers for these windows."""
+        outputs = run_network(self.network, scaled_inputs(windows.x, self.scaler))
+        return forecast_prices(windows.last_close, outputs, self.scaler, self.forecast)
 
 
 @dataclass(frozen=True)
@@ -46,6 +101,8 @@ class TrainResult:
     version: str
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    alias_set: bool = False
+    gate_message: str = ""
 
 
 def make_windows(candles: pd.DataFrame, seq_len: int) -> Windows:
@@ -61,7 +118,7 @@ def make_windows(candles: pd.DataFrame, seq_len: int) -> Windows:
     x = feats[idx]
     next_close = close[seq_len:]
     target = np.log(next_close / x[:, -1, CLOSE])
-    times = candles.index[-n:]
+    times = pd.DatetimeIndex(candles.index[-n:])
     return Windows(x=x, target=target, next_close=next_close, times=times)
 
 
@@ -86,115 +143,249 @@ def fit_scaler(x_train: np.ndarray, target_train: np.ndarray) -> dict[str, Any]:
     }
 
 
-def usd_metrics(prefix: str, predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
-    err = predicted - actual
-    return {
-        f"{prefix}_mae_usd": float(np.mean(np.abs(err))),
-        f"{prefix}_rmse_usd": float(np.sqrt(np.mean(err**2))),
-        f"{prefix}_mape_pct": float(100 * np.mean(np.abs(err) / actual)),
+def scaled_inputs(x: np.ndarray, scaler: dict[str, Any]) -> np.ndarray:
+    """The network's input for raw windows: the pyfunc's transform and the fitted scaler."""
+    scaled: np.ndarray = (transform_windows(x) - scaler["mean"]) / np.asarray(scaler["scale"])
+    return scaled.astype(np.float32)
+
+
+def choose_shrinkage(last_close: np.ndarray, median: np.ndarray, actual: np.ndarray) -> float:
+    """The factor in SHRINKAGE_GRID with the lowest MAE in USD (ties go to the smaller one)."""
+    maes = [np.mean(np.abs(last_close * np.exp(k * median) - actual)) for k in SHRINKAGE_GRID]
+    return SHRINKAGE_GRID[int(np.argmin(maes))]
+
+
+def calibrate_interval(log_returns: np.ndarray, actual: np.ndarray, level: float) -> float:
+    """How far to move the outer quantiles apart so that they cover `level` of `actual`.
+
+    Split-conformal calibration of a quantile regression (Romano, Patterson and Candès, 2019):
+    a window's score is how far its outcome lies outside [low, high] (negative inside), and the
+    finite-sample `level` quantile of the scores is the widening. It widens a head that
+    under-covers and narrows one that over-covers.
+    """
+    low, _, high = np.sort(log_returns, axis=1).T
+    scores = np.maximum(low - actual, actual - high)
+    n = len(scores)
+    rank = min(1.0, np.ceil((n + 1) * level) / n)
+    return float(np.quantile(scores, rank, method="higher"))
+
+
+def fit_recipe(
+    windows: Windows,
+    config: TrainConfig,
+    verbose: int = 2,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> Fitted:
+    """Fit the network on the train slice; choose shrinkage and interval width on validation."""
+    import keras
+
+    check_windows(windows.x, config.seq_len, len(FEATURE_NAMES), list(FEATURE_NAMES))
+    train, val, hold = chronological_split(
+        len(windows), config.validation_fraction, config.holdout_fraction
+    )
+    scaler = fit_scaler(windows.x[train], windows.target[train])
+
+    def targets(part: slice) -> np.ndarray:
+        t: np.ndarray = (windows.target[part] - scaler["target_mean"]) / scaler["target_scale"]
+        return t.astype(np.float32)[:, None]
+
+    members, histories = [], []
+    for member in range(config.ensemble):
+        keras.utils.set_random_seed(config.seed + member)
+        network = build_network(
+            config.seq_len,
+            len(FEATURE_NAMES),
+            config.units,
+            config.learning_rate,
+            name=f"btc_lstm_{member}" if config.ensemble > 1 else "btc_lstm",
+        )
+        histories.append(
+            fit_network(
+                network,
+                (scaled_inputs(windows.x[train], scaler), targets(train)),
+                (scaled_inputs(windows.x[val], scaler), targets(val)),
+                epochs=config.epochs,
+                batch_size=config.batch_size,
+                patience=config.patience,
+                on_epoch_end=_member_logger(on_epoch_end, member, config.ensemble),
+                verbose=verbose,
+            )
+        )
+        members.append(network)
+    network = average_networks(members, config.seq_len, len(FEATURE_NAMES))
+    outputs = run_network(network, scaled_inputs(windows.x[val], scaler))
+    log_returns = outputs * scaler["target_scale"] + scaler["target_mean"]
+    validation = windows.select(val)
+    forecast = {
+        "quantiles": list(QUANTILES),
+        "shrinkage": choose_shrinkage(
+            validation.last_close, np.sort(log_returns, axis=1)[:, 1], validation.next_close
+        ),
+        "interval_level": config.interval_level,
+        "interval_widen": calibrate_interval(log_returns, validation.target, config.interval_level),
     }
+    return Fitted(network, scaler, forecast, tuple(histories), (train, val, hold))
+
+
+def average_networks(members: list[keras.Model], seq_len: int, n_features: int) -> keras.Model:
+    """One model whose output is the members' mean: the ensemble runs as a single graph call."""
+    import keras
+
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input((seq_len, n_features))
+    outputs = keras.layers.Average()([member(inputs) for member in members])
+    return keras.Model(inputs, outputs, name="btc_lstm_ensemble")
+
+
+def _member_logger(
+    log: Callable[[int, dict[str, float]], None] | None, member: int, members: int
+) -> Callable[[int, dict[str, float]], None] | None:
+    if log is None or members == 1:
+        return log
+    return lambda epoch, logs: log(epoch, {f"member{member}_{k}": v for k, v in logs.items()})
+
+
+def training_period(windows: Windows) -> dict[str, str]:
+    """The first and last target candle the recipe used (fit, validation or holdout)."""
+    return {"train_start": windows.times[0].isoformat(), "train_end": windows.times[-1].isoformat()}
 
 
 def train_and_register(
-    candles: pd.DataFrame,
+    data: DataSource | pd.DataFrame,
     config: TrainConfig = TrainConfig(),
     registered_model_name: str = DEFAULT_MODEL_NAME,
     alias: str | None = DEFAULT_ALIAS,
-    data_label: str = "synthetic",
-    experiment: str | None = "btc-lstm",
+    experiment: str | None = DEFAULT_EXPERIMENT,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> TrainResult:
-    """Train on `candles`, log everything to MLflow, register the wrapper and set `alias`."""
-    import keras
+    """Fit the recipe, log it, register a version, and point `alias` at it only if the version
+    is no worse than persistence on its own holdout (MAE ratio <= 1 + tolerance)."""
+    from model_wrapper.data import DataSource
 
     started = time.perf_counter()
-    keras.utils.set_random_seed(config.seed)
+    source = data if isinstance(data, DataSource) else DataSource("in-memory DataFrame", data)
+    candles = source.candles
     windows = make_windows(candles, config.seq_len)
-    check_windows(windows.x, config.seq_len, len(FEATURE_NAMES), list(FEATURE_NAMES))
-    train, val, hold = chronological_split(
-        len(windows.x), config.validation_fraction, config.holdout_fraction
-    )
-    scaler = fit_scaler(windows.x[train], windows.target[train])
-    mean, scale = np.asarray(scaler["mean"]), np.asarray(scaler["scale"])
-    target_mean, target_scale = float(scaler["target_mean"]), float(scaler["target_scale"])
-
-    def inputs(part: slice) -> np.ndarray:
-        scaled: np.ndarray = (transform_windows(windows.x[part]) - mean) / scale
-        return scaled.astype(np.float32)
-
-    def targets(part: slice) -> np.ndarray:
-        t: np.ndarray = (windows.target[part] - target_mean) / target_scale
-        return t.astype(np.float32)
-
     if experiment:
         mlflow.set_experiment(experiment)
     with mlflow.start_run() as run:
+        period = training_period(windows)
         mlflow.log_params(
             {
                 **asdict(config),
-                "data": data_label,
+                "data_source": source.source,
+                "data_digest": source.digest,
+                **period,
                 "n_candles": len(candles),
-                "n_windows": len(windows.x),
+                "n_windows": len(windows),
                 "n_features": len(FEATURE_NAMES),
+            }
+        )
+        source.log_input("training")
+        fitted = fit_recipe(windows, config, on_epoch_end=_log_epoch)
+        train, val, hold = fitted.split
+        mlflow.log_params(
+            {
                 "n_train": train.stop - train.start,
                 "n_validation": val.stop - val.start,
                 "n_holdout": hold.stop - hold.start,
             }
         )
-        network = build_network(
-            config.seq_len, len(FEATURE_NAMES), config.units, config.learning_rate
+        mlflow.log_metrics(
+            {
+                **_fit_summary(fitted.history),
+                "shrinkage": fitted.forecast["shrinkage"],
+                "interval_widen": fitted.forecast["interval_widen"],
+            }
         )
-        fit_network(
-            network,
-            (inputs(train), targets(train)),
-            (inputs(val), targets(val)),
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            patience=config.patience,
-            on_epoch_end=_log_epoch,
+        holdout = windows.select(hold)
+        columns = fitted.predict(holdout)
+        level = config.interval_level
+        scores = score_forecasts(
+            holdout.next_close,
+            holdout.last_close,
+            columns[POINT],
+            columns[LOWER],
+            columns[UPPER],
+            level,
+            ewma=ewma_fhs_interval(candles["close"], holdout.times, level),
         )
-        scaled_out = run_network(network, inputs(hold))
-        log_ret = scaled_out * target_scale + target_mean
-        last_close = windows.x[hold][:, -1, CLOSE]
-        predicted = last_close * np.exp(log_ret)
-        actual = windows.next_close[hold]
-        metrics = {
-            **usd_metrics("holdout", predicted, actual),
-            **usd_metrics("baseline", last_close, actual),
-        }
+        metrics = {f"holdout_{k}": v for k, v in scores.items()}
         mlflow.log_metrics(metrics)
+        ratio = scores["mae_ratio_to_persistence"]
+        passed = ratio <= 1 + tolerance
         mlflow.log_figure(
-            _holdout_plot(windows.times[hold], actual, predicted), "holdout_predictions.png"
+            forecast_report(
+                holdout.times,
+                holdout.next_close,
+                holdout.last_close,
+                columns[POINT],
+                columns[LOWER],
+                columns[UPPER],
+                scores,
+                "Holdout (the end of the training period)",
+            ),
+            "holdout_report.png",
+        )
+        gate = (
+            f"holdout MAE {scores['mae']:.2f} USD = {ratio:.4f} x persistence "
+            f"({scores['persistence_mae']:.2f} USD) over {len(holdout)} windows; the gate "
+            f"allows {1 + tolerance:.4f}"
+        )
+        description = (
+            f"Trained on {source.source} (digest {source.digest}), targets "
+            f"{period['train_start']} .. {period['train_end']}. {gate}; 80% interval "
+            f"covers {scores['interval_coverage']:.3f} of the holdout."
         )
         version = log_forecaster(
-            network,
-            scaler,
+            fitted.network,
+            fitted.scaler,
             list(FEATURE_NAMES),
             windows.x[-1:].astype(np.float32),
             registered_model_name=registered_model_name,
-            alias=alias,
+            alias=alias if passed else None,
+            extra_metadata={
+                "forecast": fitted.forecast,
+                "data_source": source.source,
+                "data_digest": source.digest,
+                **period,
+            },
+            tags={
+                "data_source": source.source,
+                "data_digest": source.digest,
+                **period,
+                "holdout_mae_ratio_to_persistence": f"{ratio:.4f}",
+                "holdout_interval_coverage": f"{scores['interval_coverage']:.3f}",
+                "holdout_gate": "passed" if passed else "failed",
+            },
+            description=description,
         )
         seconds = time.perf_counter() - started
         mlflow.log_metric("train_seconds", seconds)
-    return TrainResult(run_id=run.info.run_id, version=version, metrics=metrics, seconds=seconds)
+    return TrainResult(
+        run_id=run.info.run_id,
+        version=version,
+        metrics=metrics,
+        seconds=seconds,
+        alias_set=bool(alias) and passed,
+        gate_message=gate if passed else f"{gate}: worse than persistence",
+    )
+
+
+def _fit_summary(histories: tuple[FitHistory, ...]) -> dict[str, float]:
+    """Best and stopped epochs, and the losses of the restored (best) weights, per member."""
+    summary: dict[str, float] = {}
+    for i, h in enumerate(histories):
+        prefix = f"member{i}_" if len(histories) > 1 else ""
+        summary |= {
+            f"{prefix}best_epoch": h.best_epoch,
+            f"{prefix}stopped_epoch": h.stopped_epoch,
+            f"{prefix}final_loss": h.losses["loss"][h.best_epoch],
+            f"{prefix}final_val_loss": h.losses["val_loss"][h.best_epoch],
+        }
+    return summary
 
 
 def _log_epoch(epoch: int, logs: dict[str, float]) -> None:
     mlflow.log_metrics(logs, step=epoch)
-
-
-def _holdout_plot(times: pd.Index, actual: np.ndarray, predicted: np.ndarray) -> object:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers and in CI
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 4))
-    ax.plot(times, actual, label="actual close", linewidth=1)
-    ax.plot(times, predicted, label="predicted close", linewidth=1)
-    ax.set_ylabel("USD")
-    ax.set_title("Holdout: next close, predicted vs actual")
-    ax.legend()
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    plt.close(fig)
-    return fig

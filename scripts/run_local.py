@@ -55,15 +55,16 @@ def main(argv: list[str] | None = None) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from model_wrapper.data import load_data
     from model_wrapper.features import window_from_candles
     from model_wrapper.publish import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
-    from model_wrapper.synthetic import synthetic_candles
     from model_wrapper.training import TrainConfig, train_and_register
 
     mlflow.set_tracking_uri(uri)
     name = os.environ.get("REGISTERED_MODEL_NAME", DEFAULT_MODEL_NAME)
     alias = os.environ.get("MODEL_ALIAS", DEFAULT_ALIAS)
-    candles = synthetic_candles()
+    data = load_data("synthetic")
+    candles = data.candles
     try:
         version = MlflowClient().get_model_version_by_alias(name, alias).version
     except MlflowException:
@@ -71,14 +72,21 @@ def main(argv: list[str] | None = None) -> None:
     if version is None or args.retrain:
         print(f"== training the demo model ({args.epochs} epochs max) on synthetic hourly candles")
         result = train_and_register(
-            candles, TrainConfig(epochs=args.epochs), registered_model_name=name, alias=alias
+            data,
+            TrainConfig(epochs=args.epochs),
+            registered_model_name=name,
+            alias=alias,
+            experiment=os.environ.get("MLFLOW_EXPERIMENT_NAME") or "btc-lstm",
         )
-        version = result.version
-        print(
-            f"== registered {name} version {version} as @{alias} in {result.seconds:.0f} s "
-            f"(holdout MAE {result.metrics['holdout_mae_usd']:.2f} USD, persistence "
-            f"{result.metrics['baseline_mae_usd']:.2f} USD)"
-        )
+        print(f"== registered {name} version {result.version} in {result.seconds:.0f} s")
+        print(f"   {result.gate_message}")
+        if not result.alias_set:
+            if version is None:
+                sys.exit(f"make run: @{alias} was not set, so there is nothing to serve")
+            print(f"== @{alias} stays on version {version}")
+        else:
+            version = result.version
+            print(f"== {name}@{alias} -> version {version}")
     else:
         print(f"== {name}@{alias} is version {version} (make run ARGS=--retrain for a new one)")
 

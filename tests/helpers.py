@@ -42,6 +42,11 @@ def real_windows(n: int, seed: int = 100, seq_len: int = SEQ_LEN) -> np.ndarray:
     )
 
 
+def point_forecasts(model: Any, x: np.ndarray) -> np.ndarray:
+    """A loaded pyfunc's forecasts (USD) for float32 windows, one per window."""
+    return np.asarray(model.predict(x.astype(np.float32))["pred_btc_close_next"], np.float64)
+
+
 @dataclass
 class GatewayProcess:
     url: str

@@ -11,7 +11,7 @@ import pytest
 from gateway.batcher import Batcher
 from gateway.errors import ModelNotLoaded, PredictFailed
 from gateway.metrics import Metrics
-from gateway.model_store import ServedModel
+from gateway.model_store import Forecast, ServedModel, as_forecasts
 
 
 class RecordingModel:
@@ -30,7 +30,9 @@ class RecordingModel:
         self.batch_sizes.append(len(x))
         if (x[:, 0, 0] < 0).any():
             raise ValueError("prices must be positive")
-        return x[:, 0, 0].astype(np.float64) * 2
+        value = x[:, 0, 0].astype(np.float64) * 2
+        # forecast, interval lower and upper: what ServedModel.predict gives (as_forecasts)
+        return np.column_stack([value, value - 1, value + 1])
 
 
 def window(value: float) -> np.ndarray:
@@ -55,7 +57,7 @@ def served(model: RecordingModel, version: str = "1") -> ServedModel:
 def test_concurrent_requests_coalesce_and_each_gets_its_own_answer() -> None:
     model = RecordingModel()
 
-    async def scenario() -> list[tuple[float, ServedModel]]:
+    async def scenario() -> list[tuple[Forecast, ServedModel]]:
         batcher = Batcher(lambda: served(model), Metrics(), max_batch_size=8)
         batcher.start()
         model.release.clear()  # the first call holds the model thread; the rest queue up
@@ -69,7 +71,10 @@ def test_concurrent_requests_coalesce_and_each_gets_its_own_answer() -> None:
         return results
 
     results = asyncio.run(scenario())
-    assert [value for value, _ in results] == [2.0 * i for i in range(1, 22)]
+    assert [f.value for f, _ in results] == [2.0 * i for i in range(1, 22)]
+    assert [(f.lower, f.upper) for f, _ in results] == [
+        (2.0 * i - 1, 2.0 * i + 1) for i in range(1, 22)
+    ]
     # One lone call, then the 20 queued ones in batches of at most 8.
     assert model.batch_sizes == [1, 8, 8, 4]
 
@@ -94,7 +99,8 @@ def test_a_refused_window_fails_alone_and_its_batch_mates_succeed() -> None:
     blocker, good1, bad, good2, good3 = asyncio.run(scenario())
     assert isinstance(bad, PredictFailed)
     assert bad.detail == "예측 실패: prices must be positive"
-    assert [r[0] for r in (blocker, good1, good2, good3)] == [2.0, 10.0, 14.0, 18.0]  # type: ignore[index]
+    answers = (blocker, good1, good2, good3)
+    assert [r[0].value for r in answers] == [2.0, 10.0, 14.0, 18.0]  # type: ignore[index]
     # The batch of 4 failed, then ran one by one.
     assert model.batch_sizes == [1, 4, 1, 1, 1, 1]
 
@@ -103,7 +109,7 @@ def test_every_answer_in_a_batch_carries_the_model_that_computed_it() -> None:
     model = RecordingModel()
     current = {"model": served(model, "1")}
 
-    async def scenario() -> list[tuple[float, ServedModel]]:
+    async def scenario() -> list[tuple[Forecast, ServedModel]]:
         batcher = Batcher(lambda: current["model"], Metrics(), max_batch_size=64)
         batcher.start()
         model.release.clear()
@@ -147,3 +153,15 @@ def test_max_wait_gathers_a_batch_when_idle() -> None:
 
     asyncio.run(scenario())
     assert model.batch_sizes == [5]
+
+
+def test_outputs_without_an_interval_give_a_forecast_without_bounds() -> None:
+    """Versions logged before intervals return a plain [N] array; newer ones a DataFrame."""
+    import pandas as pd
+
+    legacy = as_forecasts(np.array([1.0, 2.0]))
+    assert legacy[:, 0].tolist() == [1.0, 2.0] and np.isnan(legacy[:, 1:]).all()
+    frame = pd.DataFrame(
+        {"pred_btc_close_next": [5.0], "pred_interval_lower": [4.0], "pred_interval_upper": [6.0]}
+    )
+    assert as_forecasts(frame).tolist() == [[5.0, 4.0, 6.0]]

@@ -60,14 +60,19 @@ def test_predict_equals_the_pyfuncs_own_output(
 ) -> None:
     x = real_windows(5)
     expected = staging_pyfunc.predict(x.astype(np.float32))
-    for window, value in zip(x, expected, strict=True):
+    for window, row in zip(x, expected.itertuples(index=False), strict=True):
         r = post(gateway, "/predict", {"X": window.tolist()})
         assert r.status_code == 200, r.text
         assert r.json() == {
-            "pred_btc_close_next": pytest.approx(float(value), rel=1e-5),
+            "pred_btc_close_next": pytest.approx(row.pred_btc_close_next, rel=1e-5),
             "posted_to_callback": False,
             "model_alias": "staging",
             "model_version": trained.staging,
+            "pred_interval": {
+                "lower": pytest.approx(row.pred_interval_lower, rel=1e-5),
+                "upper": pytest.approx(row.pred_interval_upper, rel=1e-5),
+                "level": 0.8,
+            },
         }
 
 
@@ -183,7 +188,11 @@ def test_callback_receives_the_spec_payload(
         "metadata": metadata,
         "model_alias": "staging",
         "model_version": trained.staging,
+        "pred_interval": answer["pred_interval"],
     }
+    interval = answer["pred_interval"]
+    assert interval["level"] == 0.8
+    assert interval["lower"] < interval["upper"]
 
 
 def test_callback_without_metadata_sends_null(gateway: GatewayProcess) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import MODEL_NAME, Registry, TrainedVersions
-from tests.helpers import GatewayProcess, real_windows, run_gateway
+from tests.helpers import GatewayProcess, point_forecasts, real_windows, run_gateway
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def expected(trained: TrainedVersions) -> dict[str, np.ndarray]:
     """Each version's own answers for the burst windows, computed outside the gateway."""
     x = real_windows(96, seed=7).astype(np.float32)
     return {
-        version: mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}").predict(x)
+        version: point_forecasts(mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}"), x)
         for version in (trained.staging, trained.production)
     }
 

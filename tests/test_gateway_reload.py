@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import MODEL_NAME, BadVersions, Registry, TrainedVersions
-from tests.helpers import GatewayProcess, real_windows, run_gateway
+from tests.helpers import GatewayProcess, point_forecasts, real_windows, run_gateway
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def test_reload_to_production_serves_version_2(
     x = real_windows(3)
     v2 = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{trained.production}")
     v1 = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{trained.staging}")
-    expected = v2.predict(x.astype(np.float32))
-    assert not np.allclose(expected, v1.predict(x.astype(np.float32)), rtol=1e-7)
+    expected = point_forecasts(v2, x)
+    assert not np.allclose(expected, point_forecasts(v1, x), rtol=1e-7)
     for window, value in zip(x, expected, strict=True):
         answer = predict(gateway, window).json()
         assert answer["model_alias"] == "Production"

@@ -26,7 +26,7 @@ import pytest
 
 from gateway.errors import RELOAD_PREFIX
 from tests.conftest import MODEL_NAME, BadVersions, Registry, TrainedVersions
-from tests.helpers import real_windows, record_figures, run_gateway
+from tests.helpers import point_forecasts, real_windows, record_figures, run_gateway
 
 HOT_SWAP_SECONDS = float(os.environ.get("HOT_SWAP_SECONDS", "30"))
 CLIENTS = 32
@@ -138,12 +138,7 @@ def test_hot_swap_under_load(
     # What each version gives for each window, computed here from the registry's own copies.
     versions = (trained.staging, trained.production)
     predicted = [
-        np.asarray(
-            mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{v}").predict(
-                candidates.astype(np.float32)
-            ),
-            dtype=np.float64,
-        )
+        point_forecasts(mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{v}"), candidates)
         for v in versions
     ]
     # Only windows on which the two versions disagree by more than twice the tolerance: on the

@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 
 from model_wrapper.features import FEATURE_NAMES, window_from_candles
 from model_wrapper.publish import promote, set_alias
+from model_wrapper.pyfunc import LOWER, OUTPUT_COLUMNS, POINT, UPPER
 from model_wrapper.synthetic import synthetic_candles
 from tests.conftest import MODEL_NAME, SEQ_LEN, Registry, TrainedVersions, free_port
 
@@ -69,15 +70,22 @@ def test_registered_model_equals_network_plus_scaler(
     network = keras.saving.load_model(artifacts / "network.keras", compile=False)
     scaler = json.loads((artifacts / "scaler.json").read_text())
     x = windows(8)
+    forecast = staging_model.metadata.metadata["forecast"]
     scaled = (transform_windows(x.astype(np.float64)) - scaler["mean"]) / scaler["scale"]
-    out = np.asarray(network(scaled.astype(np.float32), training=False))[:, 0]
-    expected = x[:, -1, CLOSE] * np.exp(out * scaler["target_scale"] + scaler["target_mean"])
+    out = np.asarray(network(scaled.astype(np.float32), training=False), dtype=np.float64)
+    low, mid, high = np.sort(out * scaler["target_scale"] + scaler["target_mean"], axis=1).T
+    last = x[:, -1, CLOSE]
     got = staging_model.predict(x)
-    assert got.shape == (8,)
-    np.testing.assert_allclose(got, expected, rtol=1e-4)
-    # A real forecast: near the last close, not a constant.
-    assert np.all(np.abs(got / x[:, -1, CLOSE] - 1) < 0.2)
-    assert len(set(np.round(got, 6))) == 8
+    assert list(got.columns) == list(OUTPUT_COLUMNS) and len(got) == 8
+    expected = last * np.exp(forecast["shrinkage"] * mid)
+    np.testing.assert_allclose(got[POINT], expected, rtol=1e-4)
+    widen = forecast["interval_widen"]
+    np.testing.assert_allclose(got[LOWER], last * np.exp(np.minimum(low - widen, mid)), rtol=1e-4)
+    np.testing.assert_allclose(got[UPPER], last * np.exp(np.maximum(high + widen, mid)), rtol=1e-4)
+    assert (got[LOWER] < got[UPPER]).all()
+    # A real forecast: near the last close.
+    assert np.all(np.abs(got[POINT] / last - 1) < 0.2)
+    assert len(set(np.round(got[UPPER], 6))) == 8
 
 
 def test_wrapper_takes_one_window_or_many(staging_model: mlflow.pyfunc.PyFuncModel) -> None:
@@ -85,8 +93,8 @@ def test_wrapper_takes_one_window_or_many(staging_model: mlflow.pyfunc.PyFuncMod
     x = windows(3)
     many = forecaster.predict(None, x)
     one = forecaster.predict(None, x[1])
-    assert one.shape == (1,)
-    np.testing.assert_allclose(one[0], many[1], rtol=1e-6)
+    assert one.shape == (1, 3)
+    np.testing.assert_allclose(one.iloc[0], many.iloc[1], rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -158,7 +166,12 @@ def test_mlflow_models_serve_answers_the_same(
             except OSError:
                 assert time.monotonic() < deadline, "mlflow models serve did not come up"
                 time.sleep(0.5)
-        np.testing.assert_allclose(answer["predictions"], staging_model.predict(x), rtol=1e-6)
+        # A DataFrame answer: one record per window, named by the output columns.
+        expected = staging_model.predict(x)
+        assert [list(row) for row in answer["predictions"]] == [list(OUTPUT_COLUMNS)] * 3
+        for column in OUTPUT_COLUMNS:
+            got = [row[column] for row in answer["predictions"]]
+            np.testing.assert_allclose(got, expected[column], rtol=1e-6)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -192,19 +205,28 @@ def test_mlflow_run_train_registers_a_new_version(
         cwd=ROOT,
         timeout=300,
     )
-    version = client.get_model_version_by_alias(name, "candidate")
+    (found,) = client.search_model_versions(f"name = '{name}'")
+    version = client.get_model_version(name, found.version)  # search leaves aliases out
     run = client.get_run(version.run_id)
     assert run.data.params["epochs"] == "1"
     for metric in (
-        "holdout_mae_usd",
-        "baseline_mae_usd",
-        "holdout_rmse_usd",
-        "holdout_mape_pct",
+        "holdout_mae",
+        "holdout_persistence_mae",
+        "holdout_mae_ratio_to_persistence",
+        "holdout_interval_coverage",
+        "best_epoch",
+        "final_val_loss",
         "loss",
         "val_loss",
     ):
         assert metric in run.data.metrics
-    assert "holdout_predictions.png" in [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert "holdout_report.png" in [a.path for a in client.list_artifacts(run.info.run_id)]
+    # The alias follows the holdout gate, whichever way this tiny model went.
+    ratio = run.data.metrics["holdout_mae_ratio_to_persistence"]
+    assert version.tags["holdout_gate"] == ("passed" if ratio <= 1.005 else "failed")
+    assert ("candidate" in version.aliases) == (ratio <= 1.005)
+    assert version.tags["train_end"] and version.tags["data_digest"]
+    assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["candles"]
 
 
 def test_promote_copies_an_alias_and_set_alias_moves_it(trained: TrainedVersions) -> None:
@@ -213,23 +235,21 @@ def test_promote_copies_an_alias_and_set_alias_moves_it(trained: TrainedVersions
     assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.staging
     set_alias(MODEL_NAME, "canary", trained.production)
     assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.production
-    # The CLI does the same.
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scripts.promote",
-            "--from-alias",
-            "staging",
-            "--to-alias",
-            "canary",
-        ],
-        check=True,
-        cwd=ROOT,
-        env={**os.environ},
-        timeout=120,
+    # The CLI moves it only on evidence; without data, only when forced, and says so.
+    command = [sys.executable, "-m", "scripts.promote", "--from-alias", "staging"]
+    refused = subprocess.run(
+        [*command, "--to-alias", "canary"], cwd=ROOT, timeout=120, capture_output=True, text=True
     )
-    assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.staging
+    assert refused.returncode == 2
+    assert "promote needs --data" in refused.stderr and "Traceback" not in refused.stderr
+    assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.production
+    subprocess.run(
+        [*command, "--to-alias", "canary", "--force", "true"], check=True, cwd=ROOT, timeout=120
+    )
+    version = client.get_model_version_by_alias(MODEL_NAME, "canary")
+    assert version.version == trained.staging
+    assert version.tags["promotion_forced"] == "true"
+    assert "FORCED onto @canary" in version.description
 
 
 def test_any_batch_size_equals_one_window_at_a_time(
@@ -239,6 +259,7 @@ def test_any_batch_size_equals_one_window_at_a_time(
     forecaster = staging_model.unwrap_python_model()
     assert forecaster.backend in ("xla", "graph")
     x = windows(70)
-    one_by_one = np.concatenate([forecaster.predict(None, w) for w in x])
+    one_by_one = np.concatenate([forecaster.predict(None, w).to_numpy() for w in x])
     for n in (2, 5, 64, 70):
-        np.testing.assert_allclose(forecaster.predict(None, x[:n]), one_by_one[:n], rtol=1e-5)
+        got = forecaster.predict(None, x[:n]).to_numpy()
+        np.testing.assert_allclose(got, one_by_one[:n], rtol=1e-5)

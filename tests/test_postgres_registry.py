@@ -25,7 +25,7 @@ import pytest
 
 from scripts.local_registry import start_mlflow_server, wait_until_healthy
 from tests.conftest import MODEL_NAME, N_CANDLES, SEQ_LEN, free_port
-from tests.helpers import real_windows, run_gateway, stop_process
+from tests.helpers import point_forecasts, real_windows, run_gateway, stop_process
 
 PG_SUPERUSER = "postgres"
 PG_DATABASE = "mlflow"
@@ -278,8 +278,8 @@ def test_train_register_serve_and_reload_against_a_postgresql_backed_registry(
 
             x = real_windows(2)
             expected = {
-                version: mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}").predict(
-                    x.astype(np.float32)
+                version: point_forecasts(
+                    mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}"), x
                 )
                 for version in ("1", "2")
             }

@@ -34,14 +34,25 @@ def test_the_logged_models_requirements_match_the_pins() -> None:
 def test_mlproject_has_the_documented_entry_points() -> None:
     mlproject = yaml.safe_load((ROOT / "MLproject").read_text())
     entry_points = mlproject["entry_points"]
-    assert set(entry_points) == {"train", "promote", "serve_pyfunc", "serve"}
+    assert set(entry_points) == {
+        "train",
+        "evaluate",
+        "backtest",
+        "promote",
+        "serve_pyfunc",
+        "serve",
+    }
     assert set(entry_points["train"]["parameters"]) == {
         "data",
         "epochs",
         "seq_len",
+        "ensemble",
         "alias",
+        "tolerance",
         "registered_model_name",
     }
+    assert {"data", "tolerance", "force"} <= set(entry_points["promote"]["parameters"])
+    assert set(entry_points["evaluate"]["parameters"]) == {"model", "data", "baseline"}
     assert mlproject["conda_env"] == "conda.yaml"
 
 

@@ -27,7 +27,14 @@ import pytest
 from gateway.errors import RELOAD_PREFIX
 from scripts.local_registry import is_healthy, wait_until_healthy
 from tests.conftest import MODEL_NAME, Registry, TrainedVersions
-from tests.helpers import GatewayProcess, real_windows, record_figures, run_gateway, wait_for
+from tests.helpers import (
+    GatewayProcess,
+    point_forecasts,
+    real_windows,
+    record_figures,
+    run_gateway,
+    wait_for,
+)
 
 # The MLflow client settings `python -m gateway` applies when the operator sets none (README):
 # no retries, 10 s per request. The test process's own client runs with 1 retry and 20 s
@@ -56,7 +63,7 @@ def windows_and_expected(trained: TrainedVersions) -> tuple[np.ndarray, np.ndarr
     """Windows and what the staging version gives for them (loaded while the registry is up)."""
     windows = real_windows(16, seed=700)
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{trained.staging}")
-    return windows, np.asarray(model.predict(windows.astype(np.float32)), dtype=np.float64)
+    return windows, point_forecasts(model, windows)
 
 
 @dataclass
