@@ -87,7 +87,7 @@ def server_specs(
             [mlflow, "models", "serve", "-m", b_uri, *serve_args],
             f"mlflow models serve -m {b_uri} --env-manager local{workers}",
             env, _status_ready("/ping"), "/invocations", workdir / "serve.jsonl",
-            CONCURRENCY, lambda body: float(body["predictions"][0]),
+            CONCURRENCY, lambda body: float(body["predictions"][0]["pred_btc_close_next"]),
         ),
         ServerSpec(
             "keras", f"the same network, MLflow's Keras 3 flavor (mlflow.keras), {workers_label}",
