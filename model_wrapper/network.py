@@ -40,6 +40,7 @@ def build_network(
     units: int = 32,
     learning_rate: float = 1e-3,
     name: str = "btc_lstm",
+    compile: bool = True,
 ) -> keras.Model:
     import keras
 
@@ -53,8 +54,9 @@ def build_network(
         ],
         name=name,
     )
-    # Pinball loss is an absolute-error loss: fat-tailed crash days pull it less than squares.
-    network.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=pinball_loss)
+    if compile:
+        # Pinball loss is an absolute-error loss: fat-tailed crash days pull it less than squares.
+        network.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=pinball_loss)
     return network
 
 

@@ -233,8 +233,17 @@ def average_networks(members: list[keras.Model], seq_len: int, n_features: int) 
 
     if len(members) == 1:
         return members[0]
+    # Uncompiled copies: a nested model's training config (its custom loss) would otherwise be
+    # needed to load the saved ensemble, even with compile=False.
+    copies = []
+    for member in members:
+        copy = build_network(
+            seq_len, n_features, member.layers[0].units, name=member.name, compile=False
+        )
+        copy.set_weights(member.get_weights())
+        copies.append(copy)
     inputs = keras.Input((seq_len, n_features))
-    outputs = keras.layers.Average()([member(inputs) for member in members])
+    outputs = keras.layers.Average()([copy(inputs) for copy in copies])
     return keras.Model(inputs, outputs, name="btc_lstm_ensemble")
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from scripts.local_registry import start_mlflow_server, wait_until_healthy
-from tests.conftest import MODEL_NAME, N_CANDLES, SEQ_LEN, free_port
+from tests.conftest import MODEL_NAME, N_CANDLES, SEQ_LEN, free_port, train_behind
 from tests.helpers import point_forecasts, real_windows, run_gateway, stop_process
 
 PG_SUPERUSER = "postgres"
@@ -247,23 +247,19 @@ def test_train_register_serve_and_reload_against_a_postgresql_backed_registry(
     from mlflow import MlflowClient
 
     from model_wrapper.synthetic import synthetic_candles
-    from model_wrapper.training import TrainConfig, train_and_register
+    from model_wrapper.training import TrainConfig
 
     with tracking_uri(pg_registry.uri):
         assert mlflow.get_registry_uri() == pg_registry.uri
         config = TrainConfig(seq_len=SEQ_LEN, epochs=1)
         # Different data, so the two versions answer differently and a reload is visible.
-        v1 = train_and_register(
-            synthetic_candles(N_CANDLES, seed=11), config, MODEL_NAME, "staging"
-        )
+        v1 = train_behind(synthetic_candles(N_CANDLES, seed=11), config, "staging")
         env = {"MLFLOW_TRACKING_URI": pg_registry.uri, "MODEL_ALIAS": "staging"}
         # The gateway loads v1 (TensorFlow import, XLA compiles: the slow part) while this
         # process trains v2 and computes the expected answers; wait_loaded below joins them.
         with run_gateway(env, tmp_path, wait_loaded=False) as gw:
-            v2 = train_and_register(
-                synthetic_candles(N_CANDLES, seed=12), config, MODEL_NAME, "Production"
-            )
-            assert (v1.version, v2.version) == ("1", "2")  # a fresh database: numbering from 1
+            v2 = train_behind(synthetic_candles(N_CANDLES, seed=12), config, "Production")
+            assert (v1, v2) == ("1", "2")  # a fresh database: numbering from 1
             client = MlflowClient()
             assert client.get_model_version_by_alias(MODEL_NAME, "staging").version == "1"
             assert client.get_model_version_by_alias(MODEL_NAME, "Production").version == "2"
