@@ -145,3 +145,32 @@ def bad_versions(
         "short_window",
     )
     return BadVersions(broken=broken, other_shape=short.version)
+
+
+@dataclass(frozen=True)
+class ClientGateway:
+    """A gateway with an admin token and the prediction log on, shared by the /docs, client and
+    prediction-log tests."""
+
+    url: str
+    pid: int
+    admin_token: str
+    prediction_log: Path
+
+
+@pytest.fixture(scope="session")
+def client_gateway(
+    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ClientGateway]:
+    from tests.helpers import run_gateway  # helpers imports this module
+
+    log_dir = tmp_path_factory.mktemp("client-gateway")
+    env = {
+        "MLFLOW_TRACKING_URI": registry.uri,
+        "GATEWAY_ADMIN_TOKEN": "client-test-token",
+        "PREDICTION_LOG": str(log_dir / "predictions.jsonl"),
+    }
+    with run_gateway(env, log_dir) as gw:
+        yield ClientGateway(
+            gw.url, gw.process.pid, env["GATEWAY_ADMIN_TOKEN"], log_dir / "predictions.jsonl"
+        )
