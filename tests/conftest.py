@@ -3,6 +3,7 @@ project's own pipeline, shared by every test."""
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -155,6 +156,7 @@ class ClientGateway:
     url: str
     pid: int
     admin_token: str
+    callback_secret: str
     prediction_log: Path
 
 
@@ -168,9 +170,14 @@ def client_gateway(
     env = {
         "MLFLOW_TRACKING_URI": registry.uri,
         "GATEWAY_ADMIN_TOKEN": "client-test-token",
+        "CALLBACK_SECRET": "whsec_" + base64.b64encode(b"client-test-webhook-key").decode(),
         "PREDICTION_LOG": str(log_dir / "predictions.jsonl"),
     }
     with run_gateway(env, log_dir) as gw:
         yield ClientGateway(
-            gw.url, gw.process.pid, env["GATEWAY_ADMIN_TOKEN"], log_dir / "predictions.jsonl"
+            gw.url,
+            gw.process.pid,
+            env["GATEWAY_ADMIN_TOKEN"],
+            env["CALLBACK_SECRET"],
+            log_dir / "predictions.jsonl",
         )
