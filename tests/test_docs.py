@@ -2,7 +2,7 @@
 `executable_path`; never a downloaded browser): Swagger UI lists the routes, "Try it out" on
 POST /predict with the example body gets a 200, and nothing is loaded from another host.
 
-DOCS_SCREENSHOT=<path> keeps the screenshot (the README's docs/swagger-ui.png comes from it)."""
+DOCS_SCREENSHOTS=<dir> keeps the screenshots (the README's docs/swagger-ui*.png come from it)."""
 
 from __future__ import annotations
 
@@ -68,14 +68,17 @@ def test_swagger_ui_lists_the_routes_and_try_it_out_predicts(
             assert status.first.inner_text().strip() == "200"
             body = predict.locator(".live-responses-table .response-col_description pre").first
             assert '"pred_btc_close_next"' in body.inner_text()
-            shot = tmp_path / "swagger-ui.png"
-            predict.scroll_into_view_if_needed()
-            page.screenshot(path=str(shot), full_page=False)
+            # The route list, and the answer "Try it out" got.
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(tmp_path / "swagger-ui.png"))
+            answer = predict.locator(".live-responses-table").first
+            answer.screenshot(path=str(tmp_path / "swagger-ui-try-it-out.png"))
         finally:
             browser.close()
-    assert shot.stat().st_size > 0
-    if os.environ.get("DOCS_SCREENSHOT"):
-        shutil.copyfile(shot, os.environ["DOCS_SCREENSHOT"])
+    for shot in ("swagger-ui.png", "swagger-ui-try-it-out.png"):
+        assert (tmp_path / shot).stat().st_size > 0
+        if os.environ.get("DOCS_SCREENSHOTS"):
+            shutil.copyfile(tmp_path / shot, Path(os.environ["DOCS_SCREENSHOTS"]) / shot)
     assert not problems, problems
     # Everything the page loaded came from the gateway (data: URIs are inline images).
     elsewhere = [
