@@ -17,10 +17,12 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.metrics import Metrics
 from gateway.prediction_log import CLOSE_COLUMN, PredictionLog
+from gateway.settings import Settings, SettingsError
 from tests.conftest import SEQ_LEN, ClientGateway
 from tests.helpers import real_windows, wait_for
 
@@ -63,6 +65,27 @@ def entry(i: int, answer: dict[str, Any] | None = None) -> tuple[str, np.ndarray
 
 # ---------------------------------------------------------------------------------------------
 # The module on its own, with real files
+
+
+def test_settings_turn_the_log_on_and_refuse_bad_values() -> None:
+    assert Settings.from_environ({}).prediction_log is None
+    s = Settings.from_environ(
+        {
+            "PREDICTION_LOG": "/var/log/p-{pid}.jsonl",
+            "PREDICTION_LOG_INPUTS": "true",
+            "PREDICTION_LOG_MAX_BYTES": "65536",
+            "PREDICTION_LOG_BACKUPS": "3",
+        }
+    )
+    assert (s.prediction_log, s.prediction_log_inputs) == ("/var/log/p-{pid}.jsonl", True)
+    assert (s.prediction_log_max_bytes, s.prediction_log_backups) == (65536, 3)
+    for name, value in (
+        ("PREDICTION_LOG_MAX_BYTES", "10"),
+        ("PREDICTION_LOG_BACKUPS", "0"),
+        ("PREDICTION_LOG_INPUTS", "yes"),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_environ({name: value})
 
 
 def test_rotation_keeps_whole_lines_and_the_newest_files(tmp_path: Path) -> None:
