@@ -203,12 +203,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         reload_security.append({})
     return {
         "openapi": "3.1.0",
-        "info": {
-            "title": TITLE,
-            "version": VERSION,
-            "description": "Forecasts the next BTC close (USD) with the LSTM registered in MLflow "
-            'behind an alias. Errors answer `{"detail": ...}` with the spec\'s Korean text.',
-        },
+        "info": {"title": TITLE, "version": VERSION},
         "paths": {
             "/health": {
                 "get": {
