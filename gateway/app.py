@@ -7,8 +7,10 @@ import contextlib
 import hmac
 import logging
 import os
+import time
 import warnings
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -17,10 +19,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from gateway.batcher import Batcher
 from gateway.callbacks import CallbackSender, create_session
+from gateway.docs import docs_routes
 from gateway.errors import (
     PREDICT_PREFIX,
     RELOAD_PREFIX,
@@ -33,7 +36,8 @@ from gateway.errors import (
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.model_store import ModelStore
-from gateway.openapi import openapi_document
+from gateway.openapi import TITLE, openapi_document
+from gateway.prediction_log import PredictionLog
 from gateway.request_log import RequestLog
 from gateway.service import Gateway
 from gateway.settings import Settings
@@ -81,6 +85,16 @@ def create_app(
     services: dict[str, Gateway] = {}
     openapi = orjson.dumps(openapi_document(settings))
     admin_token = (settings.admin_token or "").encode()
+    metrics.queue_depth.set_function(lambda: batcher.queued)
+    prediction_log = None
+    if settings.prediction_log is not None:
+        prediction_log = PredictionLog(
+            Path(settings.prediction_log.replace("{pid}", str(os.getpid()))),
+            metrics,
+            max_bytes=settings.prediction_log_max_bytes,
+            backups=settings.prediction_log_backups,
+            include_inputs=settings.prediction_log_inputs,
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -90,6 +104,8 @@ def create_app(
         sender = CallbackSender(session, settings.callback_timeout, settings.callback_secret)
         services["gateway"] = Gateway(store, batcher, sender, metrics)
         batcher.start()
+        if prediction_log is not None:
+            prediction_log.start()
         tasks = [asyncio.create_task(store.ensure_model_ready(), name="ensure_model_ready")]
         if settings.model_poll_interval > 0:
             tasks.append(
@@ -106,6 +122,8 @@ def create_app(
             await batcher.stop()
             await session.close()
             store.close()
+            if prediction_log is not None:
+                await asyncio.to_thread(prediction_log.close)
 
     async def health(request: Request) -> Response:
         return JSONResponse(services["gateway"].health())
@@ -117,6 +135,7 @@ def create_app(
         return JSONResponse(answer)
 
     async def predict(request: Request) -> Response:
+        started = time.perf_counter()
         body = await read_body(request, settings.max_body_bytes, PREDICT_PREFIX)
         try:
             payload = parse_predict(body, settings.seq_len_required, settings.n_features_required)
@@ -126,6 +145,10 @@ def create_app(
         answer, state["model_version"] = await services["gateway"].predict(
             payload, state["request_id"]
         )
+        if prediction_log is not None:
+            prediction_log.record(
+                state["request_id"], payload.x, answer, time.perf_counter() - started
+            )
         return JSONResponse(answer)
 
     async def reload(request: Request) -> Response:
@@ -158,13 +181,14 @@ def create_app(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
 
-    routes = [
+    routes: list[Route | Mount] = [
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/predict", predict, methods=["POST"]),
         Route("/reload", reload, methods=["POST"]),
         Route("/metrics", metrics_text, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        *docs_routes(TITLE),
     ]
     app = Starlette(
         routes=routes,

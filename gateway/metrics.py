@@ -78,6 +78,22 @@ class Metrics:
             "Failed attempts to resolve or load a model",
             registry=r,
         )
+        # The prediction log (PREDICTION_LOG) and the batcher's queue (set by the app).
+        self.prediction_log_lines = Counter(
+            "gateway_prediction_log_lines", "Lines written to the prediction log", registry=r
+        )
+        self.prediction_log_dropped = Counter(
+            "gateway_prediction_log_dropped",
+            "Prediction log lines dropped, by reason (queue_full: disk too slow; write_error)",
+            ["reason"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "gateway_batch_queue_depth",
+            "Windows waiting for the model thread (not reported with several workers)",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self._served: tuple[str, str] | None = None
 
     def served(self, alias: str, version: str) -> None:

@@ -1,4 +1,6 @@
-"""The OpenAPI 3.1 document of the spec's API, with the configured window shape."""
+"""The OpenAPI 3.1 document of the spec's API, with the configured window shape: every route, an
+operationId each, the admin bearer scheme on /reload, and an example for every body and answer
+(the /predict example is a real window, so that Swagger UI's "Try it out" gets a forecast)."""
 
 from __future__ import annotations
 
@@ -6,27 +8,79 @@ from typing import Any
 
 import numpy as np
 
-from gateway.errors import NOT_LOADED_DETAIL
+from gateway.errors import NOT_LOADED_DETAIL, PREDICT_PREFIX, RELOAD_PREFIX
 from gateway.settings import Settings
+from model_wrapper.features import N_FEATURES, min_candles, window_from_candles
+from model_wrapper.synthetic import synthetic_candles
 
 TITLE = "LSTM Inference with MLflow PyFunc"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 VERSION = "2.0.0"
 
 
-def _error(example: str) -> dict[str, Any]:
+# Examples from the spec (section 2), so that the document and the contract read the same.
+HEALTH_EXAMPLE = {
+    "status": "ok",
+    "model_loaded": True,
+    "model_alias": "staging",
+    "model_version": "1",
+}
+READY_EXAMPLE = {"status": "ready", "model_alias": "staging", "model_version": "1"}
+NOT_READY_EXAMPLE = {"status": "not ready", "model_loaded": False}
+RELOAD_EXAMPLE = {"alias": "Production"}
+RELOADED_EXAMPLE = {"status": "reloaded", "model_alias": "Production", "model_version": "2"}
+INTERVAL_EXAMPLE = {"lower": 44100.0, "upper": 45900.25, "level": 0.8}
+PREDICTED_EXAMPLE = {
+    "pred_btc_close_next": 45000.5,
+    "posted_to_callback": True,
+    "model_alias": "Production",
+    "model_version": "2",
+    "pred_interval": INTERVAL_EXAMPLE,
+}
+METADATA_EXAMPLE = {"request_id": "abc-123", "user_id": "user-456"}
+CALLBACK_EXAMPLE = {
+    "pred_btc_close_next": 45000.5,
+    "metadata": METADATA_EXAMPLE,
+    "model_alias": "Production",
+    "model_version": "2",
+    "pred_interval": INTERVAL_EXAMPLE,
+}
+METRICS_EXAMPLE = (
+    "# HELP gateway_predictions_total Windows the model answered\n"
+    "# TYPE gateway_predictions_total counter\n"
+    "gateway_predictions_total 42.0\n"
+)
+
+
+def example_window(seq_len: int, n_features: int) -> list[list[float]]:
+    """A [T, F] window for the /predict example: built from seeded synthetic candles the way a
+    client builds one, so the model accepts it (zeros where F is not the wrapper's feature set)."""
+    if n_features != N_FEATURES:
+        return [[0.0] * n_features for _ in range(seq_len)]
+    candles = synthetic_candles(min_candles(seq_len) + 20, seed=7)
+    # Six significant digits keep the example short and still a window the model accepts.
+    return [[float(f"{v:.6g}") for v in row] for row in window_from_candles(candles, seq_len)]
+
+
+def _error(example: str, description: str) -> dict[str, Any]:
     return {
+        "description": description,
         "content": {
             "application/json": {
                 "schema": {"$ref": "#/components/schemas/Error"},
                 "example": {"detail": example},
             }
-        }
+        },
     }
 
 
-def _json(ref: str) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+def _json(ref: str, example: Any) -> dict[str, Any]:
+    return {
+        "application/json": {
+            "schema": {"$ref": f"#/components/schemas/{ref}"},
+            "example": example,
+        }
+    }
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
@@ -139,54 +193,134 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "level": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
             },
         },
+        "Ready": {
+            "type": "object",
+            "required": ["status", "model_alias", "model_version"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ready"]},
+                "model_alias": {"type": "string"},
+                "model_version": {"type": "string"},
+            },
+        },
+        "NotReady": {
+            "type": "object",
+            "required": ["status", "model_loaded"],
+            "properties": {
+                "status": {"type": "string", "enum": ["not ready"]},
+                "model_loaded": {"type": "boolean", "enum": [False]},
+            },
+        },
         "Error": {
             "type": "object",
             "required": ["detail"],
             "properties": {"detail": {"type": "string"}},
         },
     }
+    window = example_window(t, f)
+    # Required when the gateway has a token; without one /reload is open (`{}`: no auth).
+    reload_security: list[dict[str, list[str]]] = [{"adminToken": []}]
+    if settings.admin_token is None:
+        reload_security.append({})
     return {
         "openapi": "3.1.0",
         "info": {"title": TITLE, "version": VERSION},
         "paths": {
             "/health": {
                 "get": {
+                    "operationId": "health",
                     "summary": "Liveness and the model being served",
-                    "responses": {"200": {"description": "OK", "content": _json("Health")}},
+                    "responses": {
+                        "200": {"description": "OK", "content": _json("Health", HEALTH_EXAMPLE)}
+                    },
+                }
+            },
+            "/ready": {
+                "get": {
+                    "operationId": "ready",
+                    "summary": "Readiness: 200 once a model is loaded, else 503",
+                    "responses": {
+                        "200": {"description": "Ready", "content": _json("Ready", READY_EXAMPLE)},
+                        "503": {
+                            "description": "No model loaded yet",
+                            "content": _json("NotReady", NOT_READY_EXAMPLE),
+                        },
+                    },
                 }
             },
             "/reload": {
                 "post": {
+                    "operationId": "reload",
                     "summary": "Serve the version behind an alias (default MODEL_ALIAS)",
-                    "requestBody": {"required": False, "content": _json("ReloadRequest")},
+                    "security": reload_security,
+                    "requestBody": {
+                        "required": False,
+                        "content": _json("ReloadRequest", RELOAD_EXAMPLE),
+                    },
                     "responses": {
-                        "200": {"description": "Reloaded", "content": _json("ReloadResponse")},
-                        "400": {
-                            "description": "Unreadable body",
-                            **_error("모델 리로드 실패: ..."),
+                        "200": {
+                            "description": "Reloaded",
+                            "content": _json("ReloadResponse", RELOADED_EXAMPLE),
                         },
-                        "413": {"description": "Body too large", **_error("모델 리로드 실패: ...")},
-                        "500": {"description": "Reload failed", **_error("모델 리로드 실패: ...")},
+                        "400": _error(
+                            RELOAD_PREFIX + "alias must be a non-empty string, got a number",
+                            "Unreadable body",
+                        ),
+                        "401": _error(
+                            RELOAD_PREFIX
+                            + "unauthorized: send Authorization: Bearer <GATEWAY_ADMIN_TOKEN>",
+                            "Missing or wrong bearer token (only when GATEWAY_ADMIN_TOKEN is set)",
+                        ),
+                        "413": _error(
+                            RELOAD_PREFIX
+                            + f"request body too large: at most {settings.max_body_bytes} "
+                            "bytes, got 2000000 bytes",
+                            "Body too large",
+                        ),
+                        "500": _error(
+                            RELOAD_PREFIX
+                            + "alias 'Production' of model 'BTC_LSTM_Production' not found in the "
+                            "registry",
+                            "Reload failed",
+                        ),
                     },
                 }
             },
             "/predict": {
                 "post": {
+                    "operationId": "predict",
                     "summary": "Forecast the next BTC close in USD",
-                    "requestBody": {"required": True, "content": _json("PredictPayload")},
+                    "requestBody": {
+                        "required": True,
+                        "content": _json(
+                            "PredictPayload", {"X": window, "metadata": METADATA_EXAMPLE}
+                        ),
+                    },
                     "responses": {
-                        "200": {"description": "Forecast", "content": _json("PredictResponse")},
-                        "400": {"description": "Invalid input", **_error("예측 실패: ...")},
-                        "413": {"description": "Body too large", **_error("예측 실패: ...")},
-                        "503": {"description": "No model loaded", **_error(NOT_LOADED_DETAIL)},
+                        "200": {
+                            "description": "Forecast",
+                            "content": _json("PredictResponse", PREDICTED_EXAMPLE),
+                        },
+                        "400": _error(
+                            PREDICT_PREFIX + f"X has the wrong shape: expected [{t}, {f}] "
+                            "(SEQ_LEN_REQUIRED x N_FEATURES_REQUIRED), got 3 rows",
+                            "Invalid input",
+                        ),
+                        "413": _error(
+                            PREDICT_PREFIX
+                            + f"request body too large: at most {settings.max_body_bytes} "
+                            "bytes, got 2000000 bytes",
+                            "Body too large",
+                        ),
+                        "503": _error(NOT_LOADED_DETAIL, "No model loaded"),
                     },
                     "callbacks": {
                         "prediction": {
                             "{$request.body#/callback_url}": {
                                 "post": {
+                                    "operationId": "predictionCallback",
                                     "requestBody": {
                                         "required": True,
-                                        "content": _json("CallbackPayload"),
+                                        "content": _json("CallbackPayload", CALLBACK_EXAMPLE),
                                     },
                                     "responses": {"2XX": {"description": "Delivered"}},
                                 }
@@ -195,6 +329,32 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     },
                 }
             },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics (text exposition format)",
+                    "responses": {
+                        "200": {
+                            "description": "Metrics",
+                            "content": {
+                                "text/plain": {
+                                    "schema": {"type": "string"},
+                                    "example": METRICS_EXAMPLE,
+                                }
+                            },
+                        }
+                    },
+                }
+            },
         },
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "adminToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "GATEWAY_ADMIN_TOKEN; POST /reload requires it when it is set",
+                }
+            },
+        },
     }

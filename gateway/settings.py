@@ -39,6 +39,12 @@ class Settings:
     model_poll_interval: float = 30.0
     log_format: str = "text"  # or "json"
     access_log: bool = True  # one line per request
+    # Prediction log (off when unset): a JSON line per answered prediction, rotated by size.
+    # "{pid}" in the path becomes the process id (one file per uvicorn worker).
+    prediction_log: str | None = None
+    prediction_log_inputs: bool = False  # the whole X instead of its SHA-256
+    prediction_log_max_bytes: int = 100 * 1024 * 1024
+    prediction_log_backups: int = 5
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -65,6 +71,15 @@ class Settings:
             model_poll_interval=r.number("MODEL_POLL_INTERVAL", d.model_poll_interval),
             log_format=r.choice("LOG_FORMAT", d.log_format, ("text", "json")),
             access_log=r.choice("ACCESS_LOG", "true", ("true", "false")) == "true",
+            prediction_log=environ.get("PREDICTION_LOG", "").strip() or None,
+            prediction_log_inputs=r.choice("PREDICTION_LOG_INPUTS", "false", ("true", "false"))
+            == "true",
+            prediction_log_max_bytes=r.integer(
+                "PREDICTION_LOG_MAX_BYTES", d.prediction_log_max_bytes, minimum=4096
+            ),
+            prediction_log_backups=r.integer(
+                "PREDICTION_LOG_BACKUPS", d.prediction_log_backups, minimum=1
+            ),
         )
 
 

@@ -3,6 +3,7 @@ project's own pipeline, shared by every test."""
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -154,3 +155,38 @@ def bad_versions(
         synthetic_candles(N_CANDLES, seed=3), TrainConfig(seq_len=10, epochs=1), "short_window"
     )
     return BadVersions(broken=broken, other_shape=short)
+
+
+@dataclass(frozen=True)
+class ClientGateway:
+    """A gateway with an admin token and the prediction log on, shared by the /docs, client and
+    prediction-log tests."""
+
+    url: str
+    pid: int
+    admin_token: str
+    callback_secret: str
+    prediction_log: Path
+
+
+@pytest.fixture(scope="session")
+def client_gateway(
+    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ClientGateway]:
+    from tests.helpers import run_gateway  # helpers imports this module
+
+    log_dir = tmp_path_factory.mktemp("client-gateway")
+    env = {
+        "MLFLOW_TRACKING_URI": registry.uri,
+        "GATEWAY_ADMIN_TOKEN": "client-test-token",
+        "CALLBACK_SECRET": "whsec_" + base64.b64encode(b"client-test-webhook-key").decode(),
+        "PREDICTION_LOG": str(log_dir / "predictions.jsonl"),
+    }
+    with run_gateway(env, log_dir) as gw:
+        yield ClientGateway(
+            gw.url,
+            gw.process.pid,
+            env["GATEWAY_ADMIN_TOKEN"],
+            env["CALLBACK_SECRET"],
+            log_dir / "predictions.jsonl",
+        )

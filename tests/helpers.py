@@ -191,3 +191,19 @@ def record_figures(base_dir: Path, name: str, figures: dict[str, Any]) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / f"{name}.json").write_text(text + "\n")
     return out_dirs[0] / f"{name}.json"
+
+
+def require_debian_tool(command: str, package: str) -> str:
+    """The path of `command`; a skip where it is missing, a failure on CI (.ci/run installs
+    `package`, so there a missing tool is a broken set-up that a skip would hide)."""
+    import shutil
+
+    import pytest
+
+    path = shutil.which(command)
+    if path is not None:
+        return path
+    message = f"{command} is not installed: `apt-get install --no-install-recommends {package}`"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)

@@ -221,7 +221,13 @@ def test_api_matches_its_openapi_document(
         },
     )
     assert total >= FUZZ_CASES // 2, tried  # Hypothesis stops early only on tiny spaces
-    assert {key.split(" ")[1] for key in tried} == {"/health", "/predict", "/reload"}
+    assert {key.split(" ")[1] for key in tried} == {
+        "/health",
+        "/ready",
+        "/predict",
+        "/reload",
+        "/metrics",
+    }
     if null_forecasts:
         raise NullForecast(f"{len(null_forecasts)} null forecasts, e.g. {null_forecasts[0]}")
 
