@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -39,6 +40,13 @@ class Settings:
     model_poll_interval: float = 30.0
     log_format: str = "text"  # or "json"
     access_log: bool = True  # one line per request
+    # Connection limits (gateway/http_limits.py) and the callback pool's share per receiver.
+    http_idle_timeout: int = 5
+    http_read_timeout: float = 30.0
+    http_max_header_bytes: int = 32 * 1024
+    http_max_connections: int = 512
+    callback_max_connections: int = 100
+    callback_max_connections_per_host: int = 16
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -60,12 +68,39 @@ class Settings:
             max_batch_size=r.integer("MAX_BATCH_SIZE", d.max_batch_size, minimum=1),
             max_batch_wait_ms=r.number("MAX_BATCH_WAIT_MS", d.max_batch_wait_ms),
             max_body_bytes=r.integer("MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
-            admin_token=environ.get("GATEWAY_ADMIN_TOKEN") or None,
+            admin_token=_bearer_token(environ.get("GATEWAY_ADMIN_TOKEN") or None),
             shutdown_grace_seconds=r.number("SHUTDOWN_GRACE_SECONDS", d.shutdown_grace_seconds),
             model_poll_interval=r.number("MODEL_POLL_INTERVAL", d.model_poll_interval),
             log_format=r.choice("LOG_FORMAT", d.log_format, ("text", "json")),
             access_log=r.choice("ACCESS_LOG", "true", ("true", "false")) == "true",
+            http_idle_timeout=r.integer("HTTP_IDLE_TIMEOUT", d.http_idle_timeout, minimum=1),
+            http_read_timeout=r.number("HTTP_READ_TIMEOUT", d.http_read_timeout, positive=True),
+            http_max_header_bytes=r.integer(
+                "HTTP_MAX_HEADER_BYTES", d.http_max_header_bytes, minimum=1024
+            ),
+            http_max_connections=r.integer(
+                "HTTP_MAX_CONNECTIONS", d.http_max_connections, minimum=1
+            ),
+            callback_max_connections=r.integer(
+                "CALLBACK_MAX_CONNECTIONS", d.callback_max_connections, minimum=1
+            ),
+            callback_max_connections_per_host=r.integer(
+                "CALLBACK_MAX_CONNECTIONS_PER_HOST", d.callback_max_connections_per_host, minimum=1
+            ),
         )
+
+
+# RFC 6750's b64token: what may follow "Bearer " in an Authorization header, ASCII only.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def _bearer_token(value: str | None) -> str | None:
+    if value is not None and not _B64TOKEN.fullmatch(value):
+        raise SettingsError(
+            "GATEWAY_ADMIN_TOKEN must be a bearer token: ASCII letters, digits and -._~+/ "
+            "(then optional '=' padding), with no spaces"
+        )
+    return value
 
 
 @dataclass(frozen=True)
