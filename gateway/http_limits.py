@@ -47,7 +47,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._read_deadline: asyncio.TimerHandle | None = None
         self._in_head = True  # the parser awaits, or is inside, a request head
-        self._head_bytes = 0
+        self._head_bytes = 0  # bytes received of a head not yet parsed whole (memory bound)
+        self._head_size = 0  # the parsed head: request target plus headers (the exact cap)
+        self._refused = False
         # Head and message completions seen: a chunk during which one happened is not counted
         # towards the head size (it also held a body or the end of another head).
         self._transitions = 0
@@ -70,6 +72,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         if self._read_deadline is None:
             self._start_reading()
         transitions = self._transitions
@@ -80,25 +84,39 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 self._head_bytes = 0
             if self._head_bytes > self.limits.max_header_bytes:
-                self._refuse(
-                    431,
-                    "request header fields too large: at most "
-                    f"{self.limits.max_header_bytes} bytes",
-                )
+                self._head_too_large()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
+        self._head_size = 0
         if self._read_deadline is None:  # a pipelined request, already in the buffer
             self._start_reading()
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
         self._transitions += 1
+        if self._head_size > self.limits.max_header_bytes:
+            self._head_too_large()  # and the app never sees this request
+            return
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
+        if self._refused:
+            return
         super().on_message_complete()
         self._in_head = True
         self._transitions += 1
@@ -133,7 +151,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._refuse(408, detail)
 
+    def _head_too_large(self) -> None:
+        self._refuse(
+            431, f"request header fields too large: at most {self.limits.max_header_bytes} bytes"
+        )
+
     def _refuse(self, status: int, detail: str, extra_headers: bytes = b"") -> None:
+        self._refused = True
         body = orjson.dumps({"detail": detail})
         head = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n".encode()]
         for name, value in self.server_state.default_headers:

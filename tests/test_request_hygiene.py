@@ -80,15 +80,15 @@ def test_metadata_shapes_cost_bounded_memory_and_arrive_as_sent(
     pid = gateway.process.pid
     shapes: dict[str, Any] = {
         "long key over a long list": {"k" * 50_000: [0] * 5_000},
-        "400k small integers": {"a": [7] * 400_000},
-        "250k empty lists": {"a": [[]] * 250_000},
+        "100k small integers": {"a": [7] * 100_000},
+        "80k empty lists": {"a": [[]] * 80_000},
         "254 levels": orjson.loads(b'{"a":' * 253 + b"1" + b"}" * 253),
     }
     figures: dict[str, Any] = {}
     with run_receiver("ok") as receiver:
         for name, metadata in shapes.items():
             body = orjson.dumps({"X": WINDOW, "callback_url": receiver.url, "metadata": metadata})
-            assert len(body) < 1024 * 1024
+            assert len(body) < 256 * 1024  # MAX_BODY_BYTES's default
             Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
             before, cpu_before = proc_status(pid), cpu_seconds(pid)
             health_ms = probe_health_while(gateway, body)
@@ -143,7 +143,7 @@ def probe_health_while(gw: GatewayProcess, body: bytes) -> tuple[httpx.Response,
         (b'{"a":' * 800 + b"1" + b"}" * 800, "metadata is nested too deeply: at most 254 levels"),
         (b'{"n": 18446744073709551616}', "metadata holds an integer out of range"),
         (b'{"n": -9223372036854775809}', "metadata holds an integer out of range"),
-        (b'{"n": 1' + b"0" * 5000 + b"}", "metadata holds an integer out of range"),
+        (b'{"n": 1' + b"0" * 5000 + b"}", "body is not valid JSON (number is infinity"),
     ],
 )
 def test_metadata_the_callback_cannot_carry_is_a_400_before_the_model(
@@ -196,16 +196,18 @@ def test_client_text_cannot_forge_or_colour_log_lines(gateway: GatewayProcess) -
     )
     assert r.status_code == 200 and r.json()["posted_to_callback"] is False
     wait_for(lambda: "nul%00byte" in gateway.log(), 10, "the access log lines")
-    log = gateway.log_path.read_bytes()
-    assert not any(line.startswith(forged.encode()) for line in log.splitlines())
-    assert b"\x1b" not in log and b"\x00" not in log
+    lines = gateway.log_path.read_bytes().splitlines()
+    assert not any(line.startswith(forged.encode()) for line in lines)
+    # (MLflow's own warnings are coloured: only lines about requests and callbacks count.)
+    ours = [line for line in lines if b"gateway.access" in line or b"callback to" in line]
+    assert ours and not any(b"\x1b" in line or b"\x00" in line for line in ours)
     assert "/health%0d%0a2026-01-01" in gateway.log()
 
 
 # 5. Client aborts are the client's -----------------------------------------------------------
 
 
-PREDICT_STATUS = 'gateway_requests_total{route="/predict",method="POST",status="%d"}'
+PREDICT_STATUS = 'gateway_requests_total{method="POST",route="/predict",status="%d"}'
 
 
 def test_aborted_uploads_are_one_499_line_each(gateway: GatewayProcess, tmp_path: Path) -> None:
