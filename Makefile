@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install run test lint bench fuzz clean
+.PHONY: install run test lint bench fuzz soak clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ test: install
 # prints the figures RELIABILITY.md quotes.
 fuzz: install
 	FUZZ_CASES=1000 $(PY) -m pytest tests/test_fuzz.py -q -s -rxX
+
+# The full reload-memory soak: 20 measured reloads through three versions (`make test` runs 8).
+soak: install
+	RELOAD_SOAK_RELOADS=20 $(PY) -m pytest tests/test_reload_memory.py -q -s
 
 # Gateway vs the HTTP floor and `mlflow models serve`, ~7-10 min: starts and stops its own
 # registry and servers, installs wrk with apt-get if missing, writes BENCHMARKS.md.

@@ -8,12 +8,14 @@ import ipaddress
 import logging
 import math
 import os
+import resource
 import signal
 import sys
 
 import uvicorn
 
 from gateway.app import create_app, prepare_process
+from gateway.http_limits import HttpLimits, protocol_with
 from gateway.settings import Settings, SettingsError
 
 
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
             "set GATEWAY_ADMIN_TOKEN to require a bearer token",
             args.host,
         )
+    _warn_if_files_run_short(settings)
     # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal with the
     # handlers it found: make those a clean exit, so a graceful stop exits 0 (no traceback).
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -46,7 +49,31 @@ def main(argv: list[str] | None = None) -> None:
         log_config=None,  # keep the handlers configure_logging installed (JSON or text)
         access_log=False,  # the gateway writes its own line per request (gateway.access)
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
+        http=protocol_with(
+            HttpLimits(
+                idle_timeout=settings.http_idle_timeout,
+                read_timeout=settings.http_read_timeout,
+                max_header_bytes=settings.http_max_header_bytes,
+                max_connections=settings.http_max_connections,
+            )
+        ),
+        # uvicorn's keep-alive timer, which the protocol also arms for a new connection.
+        timeout_keep_alive=settings.http_idle_timeout,
     )
+
+
+def _warn_if_files_run_short(settings: Settings) -> None:
+    # Client connections, callback connections and the process's own files share one limit:
+    # if it is lower than the caps allow, the process fails before the caps protect it.
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = settings.http_max_connections + settings.callback_max_connections + 64
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        logging.getLogger("gateway").warning(
+            "the open-file limit (%d) is lower than HTTP_MAX_CONNECTIONS + "
+            "CALLBACK_MAX_CONNECTIONS + 64 (%d): lower HTTP_MAX_CONNECTIONS or raise ulimit -n",
+            soft,
+            needed,
+        )
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

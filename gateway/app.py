@@ -17,7 +17,7 @@ import mlflow
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
@@ -33,6 +33,7 @@ from gateway.errors import (
     ReloadRejected,
     Unauthorized,
 )
+from gateway.http_limits import READ_TIMED_OUT
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.model_store import ModelStore
@@ -100,7 +101,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # MLflow's own default is not the spec's: set it from settings, once.
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-        session = create_session(settings.callback_allowed_networks)
+        session = create_session(
+            settings.callback_allowed_networks,
+            settings.callback_max_connections,
+            settings.callback_max_connections_per_host,
+        )
         sender = CallbackSender(session, settings.callback_timeout, settings.callback_secret)
         services["gateway"] = Gateway(store, batcher, sender, metrics)
         batcher.start()
@@ -181,6 +186,13 @@ def create_app(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
 
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        # The client left while its body was being read: nothing can be answered, but the
+        # access log and the metrics must say so, as nginx does, rather than call it a 500.
+        # The status is never sent (uvicorn drops sends to a closed connection).
+        timed_out = request.scope["state"].get(READ_TIMED_OUT, False)
+        return Response(status_code=408 if timed_out else 499)
+
     routes: list[Route | Mount] = [
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
@@ -192,7 +204,11 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers={GatewayError: gateway_error, HTTPException: http_error},
+        exception_handlers={
+            GatewayError: gateway_error,
+            HTTPException: http_error,
+            ClientDisconnect: client_gone,
+        },
         lifespan=lifespan,
     )
     # Outermost, so that every answer (errors included) is counted, logged and carries its id.

@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from gateway.redact import redact_url, scrub
+
 __all__ = [
     "CallbackSender",
     "DeliveryResult",
@@ -179,11 +181,17 @@ def _guarded_socket_factory(
     return factory
 
 
-def create_session(allowed_networks: Sequence[IPNetwork]) -> aiohttp.ClientSession:
+def create_session(
+    allowed_networks: Sequence[IPNetwork], max_connections: int = 100, max_per_host: int = 16
+) -> aiohttp.ClientSession:
     """The app-wide callback session, SSRF-guarded; call inside the running loop, caller closes."""
     asyncio.get_running_loop()  # fail here, clearly, rather than deep inside aiohttp
     connector = aiohttp.TCPConnector(
         socket_factory=_guarded_socket_factory(tuple(allowed_networks)),
+        # One slow receiver may hold at most `max_per_host` of the pool: the rest stays free
+        # for everyone else's callbacks.
+        limit=max_connections,
+        limit_per_host=max_per_host,
     )
     return aiohttp.ClientSession(
         connector=connector,
@@ -222,17 +230,29 @@ def _find_non_finite(payload: Any) -> str | None:
     # orjson writes NaN and infinities as null without complaint; a forecast silently turned
     # into null is worse than a failed delivery. Called only after orjson accepted the payload,
     # so it is acyclic and shallow (orjson refuses both), and iteration needs no depth guard.
-    stack: list[tuple[str, Any]] = [("$", payload)]
+    # Each entry links to its parent instead of carrying its path: building a path string per
+    # element would cost (key length x elements), and only the path of a hit is ever needed.
+    stack: list[tuple[Any, Any, Any]] = [(payload, None, None)]  # (value, key, parent entry)
     while stack:
-        path, value = stack.pop()
+        entry = stack.pop()
+        value = entry[0]
         if isinstance(value, float):
             if not math.isfinite(value):
-                return path
+                return _path_of(entry)
         elif isinstance(value, dict):
-            stack.extend((f"{path}.{key}", item) for key, item in value.items())
+            stack.extend((item, key, entry) for key, item in value.items())
         elif isinstance(value, list | tuple):
-            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+            stack.extend((item, i, entry) for i, item in enumerate(value))
     return None
+
+
+def _path_of(entry: tuple[Any, Any, Any]) -> str:
+    parts: list[str] = []
+    while entry[2] is not None:
+        key = entry[1]
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{str(key)[:40]}")
+        entry = entry[2]
+    return "$" + "".join(reversed(parts))
 
 
 def _serialize(payload: dict[str, Any]) -> tuple[bytes | None, str | None]:
@@ -269,15 +289,6 @@ def _check_url(url: str) -> str | None:
     return None
 
 
-def _origin(url: str) -> str:
-    """scheme://host:port of a URL, for logs: paths and queries may hold the client's tokens."""
-    try:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-    except ValueError:
-        return "<invalid URL>"
-
-
 def _refused_address(exc: BaseException) -> str | None:
     """The address named by the guard somewhere in an exception's chain, if it refused one."""
     seen: set[int] = set()
@@ -291,6 +302,14 @@ def _refused_address(exc: BaseException) -> str | None:
         else:
             current = current.__cause__ or current.__context__
     return None
+
+
+def _safe_error(error: str | None, url: str) -> str | None:
+    """An error text fit for logs and answers: exception texts may quote the whole URL."""
+    if error is None:
+        return None
+    kind = error.split(":", 1)[0]
+    return scrub(error, url, fallback=f"{kind} (details withheld: they quote the URL)")
 
 
 @dataclass(frozen=True)
@@ -327,15 +346,17 @@ class CallbackSender:
         self, url: str, payload: dict[str, Any], headers: Mapping[str, str] | None = None
     ) -> DeliveryResult:
         """POST `payload` to `url` (with extra `headers`); never raises (except CancelledError)."""
-        origin = _origin(url)
+        # Only scheme, host and port are ever logged or answered: userinfo, paths and queries
+        # may hold the client's tokens.
+        origin = redact_url(url)
         attempts = 0
         try:
             body, error = _serialize(payload)
             if body is None:
-                return self._failed(origin, error, attempts)
+                return self._failed(origin, url, error, attempts)
             error = _check_url(url)
             if error is not None:
-                return self._failed(origin, error, attempts)
+                return self._failed(origin, url, error, attempts)
 
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self._timeout
@@ -352,31 +373,34 @@ class CallbackSender:
                     error = f"timed out after {round(self._timeout, 3)!r} s"
                     if last_error is not None:
                         error += f" (previous attempt: {last_error})"
-                    return self._failed(origin, error, attempts)
+                    return self._failed(origin, url, error, attempts)
                 if outcome.ok:
                     logger.debug("callback to %s delivered (attempt %d)", origin, attempts)
                     return DeliveryResult(ok=True, error=None, attempts=attempts)
                 last_error = outcome.error
                 # Retry only if a backoff still leaves time for another attempt.
                 if not outcome.retry or loop.time() + backoff >= deadline:
-                    return self._failed(origin, outcome.error, attempts)
+                    return self._failed(origin, url, outcome.error, attempts)
                 logger.info(
                     "callback to %s attempt %d failed (%s); retrying in %.1f s",
                     origin,
                     attempts,
-                    outcome.error,
+                    _safe_error(outcome.error, url),
                     backoff,
                 )
                 await asyncio.sleep(backoff)
                 backoff *= 2
         except Exception as exc:  # the prediction must never fail because of its callback
-            logger.exception("callback to %s: unexpected error", origin)
+            # The traceback may quote the URL: only at debug level, where secrets are expected.
+            logger.debug("callback to %s: unexpected error", origin, exc_info=True)
+            logger.error("callback to %s: unexpected error %s", origin, type(exc).__name__)
             return DeliveryResult(
                 ok=False, error=f"internal error: {type(exc).__name__}", attempts=attempts
             )
 
-    def _failed(self, origin: str, error: str | None, attempts: int) -> DeliveryResult:
+    def _failed(self, origin: str, url: str, error: str | None, attempts: int) -> DeliveryResult:
         # The payload is deliberately not logged: it is the client's data.
+        error = _safe_error(error, url)
         logger.warning("callback to %s failed after %d attempt(s): %s", origin, attempts, error)
         return DeliveryResult(ok=False, error=error, attempts=attempts)
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from gateway.errors import ReloadFailed
 from gateway.metrics import Metrics
+from gateway.redact import redact_url, scrub
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.model_store")
@@ -82,14 +83,37 @@ class ModelStore:
         self._owns_cache = cache_dir is None
         self._cache_dir = cache_dir or Path(tempfile.mkdtemp(prefix="gateway-models-"))
         self._loaded: OrderedDict[str, Any] = OrderedDict()  # version -> pyfunc, loader thread only
+        self._pending: dict[str, asyncio.Future[ServedModel]] = {}  # alias -> reload under way
 
     @property
     def current(self) -> ServedModel | None:
         return self._current
 
     async def reload(self, alias: str | None = None, trigger: str = "api") -> ServedModel:
-        """Serve the version behind `alias` (default: MODEL_ALIAS) or raise ReloadFailed."""
+        """Serve the version behind `alias` (default: MODEL_ALIAS) or raise ReloadFailed.
+
+        Reloads of an alias that is already being reloaded join that one: a burst of /reload
+        calls costs one load.
+        """
         alias = alias or self._settings.model_alias
+        pending = self._pending.get(alias)
+        if pending is None:
+            pending = asyncio.ensure_future(self._reload(alias, trigger))
+            self._pending[alias] = pending
+            pending.add_done_callback(self._forget_pending(alias))
+        # shield: one caller going away must not cancel the load the others wait for.
+        return await asyncio.shield(pending)
+
+    def _forget_pending(self, alias: str) -> Callable[[asyncio.Future[ServedModel]], None]:
+        def forget(done: asyncio.Future[ServedModel]) -> None:
+            if self._pending.get(alias) is done:
+                del self._pending[alias]
+            if not done.cancelled():
+                done.exception()  # retrieved: no "never retrieved" warning if all callers left
+
+        return forget
+
+    async def _reload(self, alias: str, trigger: str) -> ServedModel:
         async with self._lock:
             loop = asyncio.get_running_loop()
             started = time.perf_counter()
@@ -100,11 +124,6 @@ class ModelStore:
                 self._metrics.load_failures.inc()
                 raise
             self._current = model
-            # TensorFlow, Keras and MLflow leave ~500k long-lived objects behind, and every
-            # full collection walks them all: ~250 ms with the event loop stalled, several
-            # times a minute under load (the p99). Freezing moves them out of the collector's
-            # sight; what requests allocate is still collected as usual.
-            gc.freeze()
             self._metrics.reloads.labels(trigger, "success").inc()
             self._metrics.served(model.alias, model.version)
         log.info(
@@ -199,6 +218,7 @@ class ModelStore:
             self._loaded[version] = pyfunc
             while len(self._loaded) > _MEMORY_CACHE:
                 self._loaded.popitem(last=False)
+            _collect_and_freeze()
         self._loaded.move_to_end(version)
         level = (pyfunc.metadata.metadata or {}).get("forecast", {}).get("interval_level")
         return ServedModel(
@@ -268,8 +288,24 @@ class ModelStore:
         except ReloadFailed:
             raise
         except Exception as e:
-            raise ReloadFailed(f"version {version} could not be loaded: {_short(e)}") from None
+            reason = _short(e, s.mlflow_tracking_uri)
+            raise ReloadFailed(f"version {version} could not be loaded: {reason}") from None
         return pyfunc
+
+
+def _collect_and_freeze() -> None:
+    """After a load: free what it and any evicted version left, then freeze what lives on.
+
+    TensorFlow, Keras and MLflow leave ~500k long-lived objects behind, and every full
+    collection walks them all: ~250 ms with the event loop stalled, several times a minute under
+    load (the p99). Freezing moves them out of the collector's sight; what requests allocate is
+    still collected as usual. But frozen objects are never collected: without the unfreeze and
+    the collection first, each load's garbage and every evicted version's reference cycles
+    would stay in memory for good. One full collection per load is the price.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _registry_failure(uri: str, e: BaseException) -> str:
@@ -283,10 +319,12 @@ def _registry_failure(uri: str, e: BaseException) -> str:
         ("Max retries exceeded", "no answer"),
     ):
         if needle in text:
-            return f"registry unreachable at {uri}: {cause}"
-    return f"registry error at {uri}: {_short(e)}"
+            return f"registry unreachable at {redact_url(uri)}: {cause}"
+    return f"registry error at {redact_url(uri)}: {_short(e, uri)}"
 
 
-def _short(e: BaseException, limit: int = 300) -> str:
+def _short(e: BaseException, uri: str, limit: int = 300) -> str:
+    """The error's text, on one line, without the tracking URI's credentials."""
     text = " ".join(str(e).split()) or type(e).__name__
+    text = scrub(text, uri, fallback=f"{type(e).__name__} (details withheld: they quote the URI)")
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -12,18 +13,20 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metrics import Metrics
+from gateway.redact import escape
 
 access_log = logging.getLogger("gateway.access")
-_MAX_ID_LENGTH = 128
+# Printable ASCII only: an id is echoed in a header (Latin-1 on the wire), sent on the callback
+# (UTF-8) and logged, and all three must be the same bytes.
+_GIVEN_ID = re.compile(rb"[ -~]{1,128}")
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 
 def _given_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            text: str = value.decode("latin-1")
-            # Echoed into headers and logs: only a short, printable id is taken as given.
-            if 0 < len(text) <= _MAX_ID_LENGTH and text.isprintable():
+            if _GIVEN_ID.fullmatch(value):
+                text: str = value.decode("ascii")
                 return text
             break
     return None
@@ -66,7 +69,7 @@ class RequestLog:
                 status = message["status"]
                 message["headers"] = [
                     *message.get("headers", ()),
-                    (b"x-request-id", request_id.encode("latin-1")),
+                    (b"x-request-id", request_id.encode("ascii")),
                 ]
             await send(message)
 
@@ -91,6 +94,9 @@ class RequestLog:
             children[1].observe(elapsed)
             if self.enabled and access_log.isEnabledFor(logging.INFO):
                 version = state.get("model_version") or self.current_version()
+                # The path as sent (still percent-encoded), escaped: a decoded %0d%0a would
+                # start a forged line.
+                path = escape(scope.get("raw_path", path.encode()).decode("latin-1"))
                 access_log.info(
                     "%s %s %d %.2fms version=%s request_id=%s",
                     method,

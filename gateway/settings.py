@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,7 +31,9 @@ class Settings:
     # Batching: at most this many windows per model call; wait this long for more (0: never).
     max_batch_size: int = 64
     max_batch_wait_ms: float = 0.0
-    max_body_bytes: int = 1024 * 1024
+    # Bodies this size parse in about 10 ms even when made of tiny arrays; a default window is
+    # ~5 KB and one of 365 x 18 values ~130 KB.
+    max_body_bytes: int = 256 * 1024
     # Bearer token that /reload requires when set; unset leaves /reload open.
     admin_token: str | None = None
     # Seconds uvicorn lets in-flight requests finish after SIGTERM.
@@ -45,6 +48,13 @@ class Settings:
     prediction_log_inputs: bool = False  # the whole X instead of its SHA-256
     prediction_log_max_bytes: int = 100 * 1024 * 1024
     prediction_log_backups: int = 5
+    # Connection limits (gateway/http_limits.py) and the callback pool's share per receiver.
+    http_idle_timeout: int = 5
+    http_read_timeout: float = 30.0
+    http_max_header_bytes: int = 32 * 1024
+    http_max_connections: int = 512
+    callback_max_connections: int = 100
+    callback_max_connections_per_host: int = 16
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -66,7 +76,7 @@ class Settings:
             max_batch_size=r.integer("MAX_BATCH_SIZE", d.max_batch_size, minimum=1),
             max_batch_wait_ms=r.number("MAX_BATCH_WAIT_MS", d.max_batch_wait_ms),
             max_body_bytes=r.integer("MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
-            admin_token=environ.get("GATEWAY_ADMIN_TOKEN") or None,
+            admin_token=_bearer_token(environ.get("GATEWAY_ADMIN_TOKEN") or None),
             shutdown_grace_seconds=r.number("SHUTDOWN_GRACE_SECONDS", d.shutdown_grace_seconds),
             model_poll_interval=r.number("MODEL_POLL_INTERVAL", d.model_poll_interval),
             log_format=r.choice("LOG_FORMAT", d.log_format, ("text", "json")),
@@ -80,7 +90,34 @@ class Settings:
             prediction_log_backups=r.integer(
                 "PREDICTION_LOG_BACKUPS", d.prediction_log_backups, minimum=1
             ),
+            http_idle_timeout=r.integer("HTTP_IDLE_TIMEOUT", d.http_idle_timeout, minimum=1),
+            http_read_timeout=r.number("HTTP_READ_TIMEOUT", d.http_read_timeout, positive=True),
+            http_max_header_bytes=r.integer(
+                "HTTP_MAX_HEADER_BYTES", d.http_max_header_bytes, minimum=1024
+            ),
+            http_max_connections=r.integer(
+                "HTTP_MAX_CONNECTIONS", d.http_max_connections, minimum=1
+            ),
+            callback_max_connections=r.integer(
+                "CALLBACK_MAX_CONNECTIONS", d.callback_max_connections, minimum=1
+            ),
+            callback_max_connections_per_host=r.integer(
+                "CALLBACK_MAX_CONNECTIONS_PER_HOST", d.callback_max_connections_per_host, minimum=1
+            ),
         )
+
+
+# RFC 6750's b64token: what may follow "Bearer " in an Authorization header, ASCII only.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def _bearer_token(value: str | None) -> str | None:
+    if value is not None and not _B64TOKEN.fullmatch(value):
+        raise SettingsError(
+            "GATEWAY_ADMIN_TOKEN must be a bearer token: ASCII letters, digits and -._~+/ "
+            "(then optional '=' padding), with no spaces"
+        )
+    return value
 
 
 @dataclass(frozen=True)

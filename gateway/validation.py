@@ -6,6 +6,10 @@ Messages say what was expected and what came, without echoing the input back.
 
 from __future__ import annotations
 
+import gc
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -17,6 +21,11 @@ import orjson
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _MAX_URL_LENGTH = 2048
 _NUMBER_TYPES = frozenset((float, int))
+# orjson writes integers from -2**63 to 2**64 - 1 and at most this many levels of nesting; it
+# reads a longer integer as a float, so an integer literal must be caught before that.
+MAX_METADATA_DEPTH = 254
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONGEST_64_BIT = b"0" * 19  # -2**63 - 1 has 19 digits, 2**64 has 20
 
 
 class InvalidRequest(ValueError):
@@ -27,16 +36,35 @@ class InvalidRequest(ValueError):
 class PredictRequest:
     x: np.ndarray  # [T, F] float32
     callback_url: str | None
-    metadata: dict[str, Any] | None
+    # Checked and serialized once, at parse time: the callback carries these bytes as they are.
+    metadata: orjson.Fragment | None
 
 
 def parse_json(body: bytes) -> Any:
     # orjson is strict JSON: it refuses NaN, Infinity, numbers that overflow a double
     # (1e999) and nesting deeper than 1024, all with a JSONDecodeError.
     try:
-        return orjson.loads(body)
+        with _collector_paused():
+            return orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise InvalidRequest(f"body is not valid JSON ({e})") from None
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection while a body becomes Python objects.
+
+    A parsed JSON document holds no reference cycles, so the collector has nothing to find in
+    it; left on, it walks the new containers again and again while a large one is built (most
+    of the cost of a body of many small arrays). Reference counting still frees it all.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _kind(value: Any) -> str:
@@ -60,7 +88,7 @@ def parse_predict(body: bytes, seq_len: int, n_features: int) -> PredictRequest:
     return PredictRequest(
         x=parse_window(payload["X"], seq_len, n_features),
         callback_url=parse_callback_url(payload.get("callback_url")),
-        metadata=parse_metadata(payload.get("metadata")),
+        metadata=parse_metadata(payload.get("metadata"), body),
     )
 
 
@@ -126,10 +154,39 @@ def parse_callback_url(url: Any) -> str | None:
     return url
 
 
-def parse_metadata(metadata: Any) -> dict[str, Any] | None:
-    if metadata is None or type(metadata) is dict:
-        return metadata
-    raise InvalidRequest(f"metadata must be a JSON object, got {_kind(metadata)}")
+def parse_metadata(metadata: Any, body: bytes) -> orjson.Fragment | None:
+    """The metadata as JSON, ready to send: in C, in time linear in the body."""
+    if metadata is None:
+        return None
+    if type(metadata) is not dict:
+        raise InvalidRequest(f"metadata must be a JSON object, got {_kind(metadata)}")
+    # orjson refuses NaN, Infinity and 1e999 when it reads the body, so every number here is
+    # finite; what remains is what the callback could not carry as sent.
+    if _may_hold_a_long_integer(body):
+        # Rare: read again with the stdlib, which keeps integers exact, so that one beyond
+        # 64 bits is refused instead of reaching the receiver as a float.
+        try:
+            with _collector_paused():
+                metadata = json.loads(body)["metadata"]
+        except (ValueError, RecursionError):  # ValueError: over 4300 digits
+            raise InvalidRequest(_INTEGER_RANGE) from None
+    try:
+        return orjson.Fragment(orjson.dumps(metadata))
+    except orjson.JSONEncodeError as e:
+        if "Integer" in str(e):
+            raise InvalidRequest(_INTEGER_RANGE) from None
+        raise InvalidRequest(
+            f"metadata is nested too deeply: at most {MAX_METADATA_DEPTH} levels of objects "
+            "and arrays"
+        ) from None
+
+
+_INTEGER_RANGE = "metadata holds an integer out of range: integers must be from -2**63 to 2**64-1"
+
+
+def _may_hold_a_long_integer(body: bytes) -> bool:
+    """Whether the body has a run of 19 or more digits (anywhere, strings included)."""
+    return _LONGEST_64_BIT in body.translate(_DIGITS_AS_ZERO)
 
 
 def parse_reload(body: bytes) -> str | None:

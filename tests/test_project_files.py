@@ -65,7 +65,7 @@ def test_settings_defaults_are_the_specs() -> None:
     )
     assert (s.seq_len_required, s.n_features_required) == (12, 18)
     assert (s.model_load_retry_interval, s.model_load_timeout, s.callback_timeout) == (5, 300, 5)
-    assert (s.max_batch_size, s.max_batch_wait_ms, s.max_body_bytes) == (64, 0, 1024 * 1024)
+    assert (s.max_batch_size, s.max_batch_wait_ms, s.max_body_bytes) == (64, 0, 256 * 1024)
     assert s.admin_token is None and s.callback_secret is None
 
 

@@ -80,7 +80,8 @@ def check_outcome(body: bytes) -> PredictRequest | None:
     assert request.x.dtype == np.float32
     assert np.isfinite(request.x).all()
     assert request.callback_url is None or request.callback_url.startswith(("http://", "https://"))
-    assert request.metadata is None or type(request.metadata) is dict
+    # Metadata is kept as checked JSON, ready for the callback: an object that orjson can write.
+    assert request.metadata is None or type(orjson.loads(orjson.dumps(request.metadata))) is dict
     return request
 
 
@@ -172,7 +173,7 @@ def test_well_formed_windows_are_always_accepted(
     expected = np.asarray(grid, dtype=np.float64).astype(np.float32)
     np.testing.assert_array_equal(request.x, expected)
     assert request.callback_url == callback_url
-    assert request.metadata == metadata
+    assert (request.metadata and orjson.loads(orjson.dumps(request.metadata))) == metadata
 
 
 def test_real_windows_are_accepted_unchanged() -> None:

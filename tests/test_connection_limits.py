@@ -1,0 +1,191 @@
+"""Slow, idle, oversized and too many connections, on raw sockets against a gateway process
+(gateway/http_limits.py). Each test records what it measured (`pytest -s` prints it)."""
+
+from __future__ import annotations
+
+import resource
+import select
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import Registry, TrainedVersions
+from tests.helpers import GatewayProcess, record_figures, run_gateway, wait_for
+
+IDLE = 1  # HTTP_IDLE_TIMEOUT, seconds
+READ = 2  # HTTP_READ_TIMEOUT, seconds
+HEADER_CAP = 16 * 1024
+PATIENCE = 10.0  # how long a client waits before concluding the server would wait forever
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    env = {
+        "MLFLOW_TRACKING_URI": registry.uri,
+        "HTTP_IDLE_TIMEOUT": str(IDLE),
+        "HTTP_READ_TIMEOUT": str(READ),
+        "HTTP_MAX_HEADER_BYTES": str(HEADER_CAP),
+    }
+    with run_gateway(env, tmp_path_factory.mktemp("gw")) as gw:
+        yield gw
+
+
+def connect(gw: GatewayProcess) -> socket.socket:
+    host, port = gw.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=PATIENCE)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes | None:
+    """Everything the server sends until it closes; None if it is still open after PATIENCE."""
+    answer = b""
+    sock.settimeout(PATIENCE)
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except TimeoutError:
+        return None
+    except ConnectionResetError:
+        pass
+    return answer
+
+
+def trickle(sock: socket.socket, pieces: Iterator[bytes], every: float = 0.5) -> None:
+    """Send a piece every `every` seconds until the server answers or closes, or PATIENCE."""
+    deadline = time.monotonic() + PATIENCE
+    for piece in pieces:
+        if time.monotonic() > deadline:
+            return
+        try:
+            sock.sendall(piece)
+        except OSError:
+            return  # closed by the server
+        readable, _, _ = select.select([sock], [], [], every)
+        if readable:
+            return
+
+
+def status_of(answer: bytes | None) -> int:
+    if answer is None:
+        return 0
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+
+
+def test_idle_connection_is_closed(gateway: GatewayProcess, tmp_path: Path) -> None:
+    with connect(gateway) as sock:
+        began = time.monotonic()
+        answer = read_until_closed(sock)  # nothing sent: the server must hang up by itself
+        waited = time.monotonic() - began
+    record_figures(
+        tmp_path, "idle_connection", {"open_s": round(waited, 2), "closed": answer == b""}
+    )
+    assert answer == b""
+
+
+def test_trickled_headers_get_408(gateway: GatewayProcess, tmp_path: Path) -> None:
+    with connect(gateway) as sock:
+        began = time.monotonic()
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        # One header line every 0.5 s, never the blank line that ends them.
+        trickle(sock, (b"X-Slow-%d: y\r\n" % i for i in range(1000)))
+        answer = read_until_closed(sock)
+        waited = time.monotonic() - began
+    record_figures(
+        tmp_path, "trickled_headers", {"open_s": round(waited, 2), "status": status_of(answer)}
+    )
+    assert answer is not None and status_of(answer) == 408, answer
+    assert b"request not received within 2 s" in answer
+
+
+def test_trickled_body_gets_408_and_is_counted_408(gateway: GatewayProcess, tmp_path: Path) -> None:
+    with connect(gateway) as sock:
+        began = time.monotonic()
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        trickle(sock, (b" " for _ in range(1000)))  # one byte every 0.5 s
+        answer = read_until_closed(sock)
+        waited = time.monotonic() - began
+    record_figures(
+        tmp_path, "trickled_body", {"open_s": round(waited, 2), "status": status_of(answer)}
+    )
+    assert answer is not None and status_of(answer) == 408, answer
+    assert b"request body not received within 2 s" in answer
+    wait_for(lambda: "POST /predict 408" in gateway.log(), 10, "the access log line")
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert 'gateway_requests_total{method="POST",route="/predict",status="408"} 1.0' in metrics
+    assert "Traceback" not in gateway.log()
+
+
+def test_oversized_head_gets_431_without_being_buffered(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    # A header value that never ends, in 64 KiB pieces: the server must stop it near the cap.
+    sent = 0
+    with connect(gateway) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        try:
+            while sent < 64 * 1024 * 1024:
+                sock.sendall(b"a" * 65536)
+                sent += 65536
+        except OSError:
+            pass  # closed by the server
+    record_figures(tmp_path, "oversized_head", {"bytes_sent_before_close": sent})
+    assert sent < 4 * 1024 * 1024
+    # A complete head just over the cap gets its 431 (a complete one under it is served).
+    with connect(gateway) as sock:
+        sock.sendall(
+            b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * HEADER_CAP + b"\r\n\r\n"
+        )
+        answer = read_until_closed(sock)
+    assert answer is not None and status_of(answer) == 431, answer
+    assert orjson.loads(answer.split(b"\r\n\r\n", 1)[1]) == {
+        "detail": f"request header fields too large: at most {HEADER_CAP} bytes"
+    }
+    r = httpx.get(f"{gateway.url}/health", headers={"X-Big": "a" * (HEADER_CAP // 2)})
+    assert r.status_code == 200
+
+
+def test_connections_over_the_cap_get_503_and_the_process_keeps_its_files(
+    registry: Registry, trained: TrainedVersions, tmp_path: Path
+) -> None:
+    """300 idle sockets against a process limited to 256 open files: the cap (100) keeps the
+    process below its limit, the rest are answered 503, and it serves again once they go."""
+    env = {
+        "MLFLOW_TRACKING_URI": registry.uri,
+        "HTTP_MAX_CONNECTIONS": "100",
+        "HTTP_IDLE_TIMEOUT": "60",  # the idle sockets stay for the whole test
+    }
+    with run_gateway(env, tmp_path) as gw:
+        resource.prlimit(gw.process.pid, resource.RLIMIT_NOFILE, (256, 256))
+        host, port = gw.url.removeprefix("http://").split(":")
+        idle = []
+        refused = 0
+        try:
+            for _ in range(300):
+                sock = socket.create_connection((host, int(port)), timeout=PATIENCE)
+                idle.append(sock)
+            # Those over the cap are answered at once; the rest stay silent.
+            wait_for(lambda: len(select.select(idle, [], [], 0.1)[0]) >= 200, 20, "200 answers")
+            readable, _, _ = select.select(idle, [], [], 0.5)
+            refused = sum(status_of(sock.recv(4096)) == 503 for sock in readable)
+            with httpx.Client(timeout=PATIENCE) as client:
+                during = client.get(f"{gw.url}/health").status_code
+        finally:
+            for sock in idle:
+                sock.close()
+        wait_for(lambda: httpx.get(f"{gw.url}/health").status_code == 200, 10, "/health 200")
+        record_figures(
+            tmp_path,
+            "connection_cap",
+            {"idle_sockets": 300, "answered_503": refused, "health_while_full": during},
+        )
+        assert refused == 200
+        assert during == 503
+        assert gw.process.poll() is None
+        assert "Too many open files" not in gw.log()
