@@ -39,6 +39,7 @@ def test_mlproject_has_the_documented_entry_points() -> None:
         "evaluate",
         "backtest",
         "promote",
+        "wrap",
         "serve_pyfunc",
         "serve",
     }
@@ -53,6 +54,12 @@ def test_mlproject_has_the_documented_entry_points() -> None:
     }
     assert {"data", "tolerance", "force"} <= set(entry_points["promote"]["parameters"])
     assert set(entry_points["evaluate"]["parameters"]) == {"model", "data", "baseline"}
+    assert set(entry_points["wrap"]["parameters"]) == {
+        "source",
+        "registered_model_name",
+        "alias",
+        "data",
+    }
     assert mlproject["conda_env"] == "conda.yaml"
 
 
