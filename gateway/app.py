@@ -225,8 +225,8 @@ def create_app(
 def prepare_process(settings: Settings, log_level: str = "info") -> None:
     """Process-wide set-up for a gateway process (not for an app built inside tests)."""
     configure_logging(settings.log_format, log_level)
-    # MLflow nags on every load that the wrapper's predict has no type hints; it has none on
-    # purpose (the logged TensorSpec signature is the schema), so the nag is noise here.
+    # MLflow nags on every load of a version whose predict has no type hints (those logged
+    # before the wrapper's got one); the wrapper's own check is the contract, so it is noise.
     warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
     # The MLflow client retries a dead registry for minutes by default; start-up retries and
     # /reload errors should take seconds. Operators can still override both.

@@ -15,7 +15,7 @@ import mlflow
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema, TensorSpec
+from mlflow.types import ColSpec, Schema
 
 from model_wrapper.pyfunc import OUTPUT_COLUMNS
 
@@ -33,10 +33,15 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={installed_version(name)}" for name in REQUIREMENTS]
 
 
-def signature(seq_len: int, n_features: int) -> ModelSignature:
+def signature() -> ModelSignature:
+    """Outputs only. An input schema would be MLflow's check before the wrapper's, and no schema
+    holds the contract: a TensorSpec has one shape ([T, F] or [N, T, F], not both) and one dtype
+    (PyFuncModel.predict refuses float64 against float32 and the reverse), and its refusals
+    repeat the whole input. The wrapper's check_windows is the one gate for every door; the
+    window's shape and feature names are in the model's metadata and its input example.
+    """
     return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, seq_len, n_features))]),
-        outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS]),
+        inputs=None, outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS])
     )
 
 
@@ -79,7 +84,7 @@ def log_forecaster(
             name="model",
             python_model=str(PYFUNC_FILE),
             artifacts=artifacts,
-            signature=signature(seq_len, n_features),
+            signature=signature(),
             input_example=input_example.astype(np.float32),
             pip_requirements=pip_requirements(),
             metadata=metadata,

@@ -33,14 +33,38 @@ POINT, LOWER, UPPER = "pred_btc_close_next", "pred_interval_lower", "pred_interv
 OUTPUT_COLUMNS = (POINT, LOWER, UPPER)
 
 
-def invalid(message: str) -> MlflowException:
-    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+class InputRefused(MlflowException):
+    """A bad input: INVALID_PARAMETER_VALUE (HTTP 400) with a message that stays as written.
+
+    `mlflow models serve` rewrites the message of any MlflowException raised by predict into
+    "Failed to predict data '<the whole input>' ...", which buries a one-line reason at the end
+    of kilobytes of numbers. The refusal already says what came, so later rewrites are ignored.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "message" and "message" in self.__dict__:
+            return
+        super().__setattr__(name, value)
+
+
+def invalid(message: str) -> InputRefused:
+    return InputRefused(message)
 
 
 def check_windows(
     x: Any, seq_len: int, n_features: int, feature_names: list[str] | None = None
 ) -> np.ndarray:
-    """X as a float64 [N, T, F] array, or an MlflowException saying what was wrong."""
+    """X as a float64 [N, T, F] array, or an InputRefused saying what was wrong.
+
+    This is the model's only input check (the logged signature declares no input schema): any
+    real dtype, an array or nested lists, [T, F] or [N, T, F], or a DataFrame of one window
+    whose columns are the feature names (in any order).
+    """
+    if isinstance(x, pd.DataFrame):
+        x = _frame_window(x, n_features, feature_names)
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError, OverflowError) as e:
@@ -48,6 +72,8 @@ def check_windows(
             f"X must be numbers of shape [{seq_len}, {n_features}] or [N, {seq_len}, "
             f"{n_features}]; could not read it as a numeric array ({type(e).__name__})"
         ) from None
+    if arr.shape == (0,):  # `{"inputs": []}` through `mlflow models serve`
+        raise invalid("X holds no window: expected at least one")
     if arr.ndim == 2:
         arr = arr[np.newaxis]
     if arr.ndim != 3:
@@ -89,6 +115,34 @@ def check_windows(
         n, t = (int(i) for i in np.argwhere(volume < 0)[0])
         raise invalid(f"volume must not be negative: found {volume[n, t]} at window {n}, step {t}")
     return arr
+
+
+def _frame_window(
+    frame: pd.DataFrame, n_features: int, feature_names: list[str] | None
+) -> pd.DataFrame:
+    """A DataFrame window with its columns in feature order (unnamed columns stay as they are)."""
+    columns = [str(c) for c in frame.columns]
+    if not feature_names or columns == [str(i) for i in range(len(columns))]:
+        return frame
+    missing = [name for name in feature_names if name not in columns]
+    unknown = [name for name in columns if name not in feature_names]
+    if missing or unknown:
+        wrong = [
+            f"{what} {_few(names)}"
+            for what, names in (("missing", missing), ("unknown", unknown))
+            if names
+        ]
+        raise invalid(
+            f"a DataFrame window needs the {n_features} feature names as columns: "
+            + "; ".join(wrong)
+        )
+    return frame.set_axis(columns, axis=1)[feature_names]
+
+
+def _few(names: list[str], at_most: int = 5) -> str:
+    shown = ", ".join(repr(n[:40]) for n in names[:at_most])
+    more = f" and {len(names) - at_most} more" if len(names) > at_most else ""
+    return f"[{shown}{more}]"
 
 
 def transform_windows(arr: np.ndarray) -> np.ndarray:
@@ -151,8 +205,9 @@ class LSTMForecaster(PythonModel):
         network = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self._infer, self.backend = _compile(network, self.seq_len, self.n_features)
 
-    # np.ndarray is a hint MLflow derives no schema of its own from (the logged signature still
-    # rules), and with it MLflow stops warning, on every import, that predict has no hints.
+    # np.ndarray is a hint MLflow derives no schema from (the logged signature declares no
+    # input schema: check_windows is the one gate), and with it MLflow stops warning, on every
+    # import, that predict has no hints. Lists and DataFrames still arrive unchanged.
     def predict(
         self,
         context: PythonModelContext | None,

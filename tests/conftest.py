@@ -4,10 +4,11 @@ project's own pipeline, shared by every test."""
 from __future__ import annotations
 
 import base64
+import importlib
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,3 +191,28 @@ def client_gateway(
             env["CALLBACK_SECRET"],
             log_dir / "predictions.jsonl",
         )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Outcome]:
+    """A script's main() in this process (TensorFlow is loaded once), as the shell runs it."""
+
+    def run(module: str, *args: str) -> Outcome:
+        main = importlib.import_module(module).main
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        out, err = capsys.readouterr()
+        return Outcome(code, out, err)
+
+    return run

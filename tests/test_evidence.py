@@ -4,7 +4,6 @@ record their data and period, `evaluate` scores only windows after it, `promote`
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -22,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from model_wrapper.data import DataSource, load_data
 from model_wrapper.synthetic import synthetic_candles
 from model_wrapper.training import TrainConfig, train_and_register
-from tests.conftest import Registry
+from tests.conftest import Outcome, Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -108,31 +107,6 @@ def evidence(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Ev
         DataSource("steady climb", drifting_candles(400, "2017-01-01")), CONFIG, NAME, alias=None
     )
     return Evidence(full, part, good.version, bad.version)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Outcome]:
-    """A script's main() in this process (TensorFlow is loaded once), as the shell runs it."""
-
-    def run(module: str, *args: str) -> Outcome:
-        main = importlib.import_module(module).main
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        out, err = capsys.readouterr()
-        return Outcome(code, out, err)
-
-    return run
 
 
 def mlflow_run(entry_point: str, registry: Registry, **params: str) -> None:

@@ -76,6 +76,17 @@ def test_predict_equals_the_pyfuncs_own_output(
         }
 
 
+def test_predict_takes_an_integer_window_like_the_pyfunc(
+    gateway: GatewayProcess, staging_pyfunc: mlflow.pyfunc.PyFuncModel
+) -> None:
+    """The gateway door of the input contract (tests/test_input_contract.py): JSON integers."""
+    window = np.round(real_windows(1)[0]).astype(np.int64)
+    expected = staging_pyfunc.predict(window.tolist())["pred_btc_close_next"][0]
+    r = post(gateway, "/predict", {"X": window.tolist()})
+    assert r.status_code == 200, r.text
+    assert r.json()["pred_btc_close_next"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_predict_reads_json_whatever_the_content_type(gateway: GatewayProcess) -> None:
     body = orjson.dumps({"X": real_windows(1)[0].tolist()})
     for content_type in ("text/plain", "application/x-www-form-urlencoded", ""):

@@ -1,5 +1,6 @@
 """The registered model, end to end against a real `mlflow server`: registry load, the
-wrapper's checks, `mlflow models serve`, `mlflow run . -e train`, promotion."""
+wrapper's checks, `mlflow run . -e train`, promotion (`mlflow models serve` and every input
+form: tests/test_input_contract.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -21,7 +20,7 @@ from model_wrapper.features import FEATURE_NAMES, window_from_candles
 from model_wrapper.publish import promote, set_alias
 from model_wrapper.pyfunc import LOWER, OUTPUT_COLUMNS, POINT, UPPER
 from model_wrapper.synthetic import synthetic_candles
-from tests.conftest import MODEL_NAME, SEQ_LEN, Registry, TrainedVersions, free_port
+from tests.conftest import MODEL_NAME, SEQ_LEN, Registry, TrainedVersions
 
 ROOT = Path(__file__).resolve().parents[1]
 # `mlflow models serve` starts `uvicorn` by name: the venv's bin must be on PATH.
@@ -48,9 +47,8 @@ def test_registered_model_records_its_shape(
     assert meta.metadata["seq_len"] == SEQ_LEN
     assert meta.metadata["n_features"] == len(FEATURE_NAMES)
     assert meta.metadata["feature_names"] == list(FEATURE_NAMES)
-    spec = meta.get_input_schema().inputs[0]
-    assert spec.shape == (-1, SEQ_LEN, len(FEATURE_NAMES))
-    assert spec.type == np.dtype(np.float32)
+    # No input schema: the wrapper's own check is the contract (tests/test_input_contract.py).
+    assert meta.get_input_schema() is None
     version = MlflowClient().get_model_version(MODEL_NAME, trained.staging)
     assert version.tags["seq_len"] == str(SEQ_LEN)
     assert "staging" in version.aliases
@@ -120,61 +118,6 @@ def test_wrapper_refuses_bad_windows_with_a_clear_message(
         forecaster.predict(None, bad)
     assert info.value.error_code == "INVALID_PARAMETER_VALUE"
     assert message in info.value.message
-
-
-def test_mlflow_models_serve_answers_the_same(
-    staging_model: mlflow.pyfunc.PyFuncModel, registry: Registry, tmp_path: Path
-) -> None:
-    port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "PATH": VENV_PATH}
-    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            Path(sys.executable).with_name("mlflow"),
-            "models",
-            "serve",
-            "-m",
-            f"models:/{MODEL_NAME}@staging",
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        x = windows(3)
-        body = json.dumps({"inputs": x.tolist()}).encode()
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
-            try:
-                req = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/invocations",
-                    body,
-                    {"Content-Type": "application/json"},
-                )
-                with urllib.request.urlopen(req, timeout=10) as response:
-                    answer = json.loads(response.read())
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mlflow models serve did not come up"
-                time.sleep(0.5)
-        # A DataFrame answer: one record per window, named by the output columns.
-        expected = staging_model.predict(x)
-        assert [list(row) for row in answer["predictions"]] == [list(OUTPUT_COLUMNS)] * 3
-        for column in OUTPUT_COLUMNS:
-            got = [row[column] for row in answer["predictions"]]
-            np.testing.assert_allclose(got, expected[column], rtol=1e-6)
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def test_mlflow_run_train_registers_a_new_version(

@@ -15,13 +15,16 @@ from gateway.settings import Settings, SettingsError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_conda_yaml_and_pyproject_name_the_same_pinned_dependencies() -> None:
+def test_conda_yaml_python_env_and_pyproject_name_the_same_pinned_dependencies() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
     pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
     assert sorted(pip) == sorted(project["dependencies"])
     assert all("==" in requirement for requirement in pip)
     assert "python=3.11" in conda["dependencies"]
+    python_env = yaml.safe_load((ROOT / "python_env.yaml").read_text())
+    assert sorted(python_env["dependencies"]) == sorted(project["dependencies"])
+    assert python_env["python"] == "3.11"
 
 
 def test_the_logged_models_requirements_match_the_pins() -> None:
@@ -39,6 +42,7 @@ def test_mlproject_has_the_documented_entry_points() -> None:
         "evaluate",
         "backtest",
         "promote",
+        "wrap",
         "serve_pyfunc",
         "serve",
     }
@@ -53,6 +57,12 @@ def test_mlproject_has_the_documented_entry_points() -> None:
     }
     assert {"data", "tolerance", "force"} <= set(entry_points["promote"]["parameters"])
     assert set(entry_points["evaluate"]["parameters"]) == {"model", "data", "baseline"}
+    assert set(entry_points["wrap"]["parameters"]) == {
+        "source",
+        "registered_model_name",
+        "alias",
+        "data",
+    }
     assert mlproject["conda_env"] == "conda.yaml"
 
 

@@ -1,0 +1,212 @@
+"""One input contract through every pyfunc door: the wrapper called directly, PyFuncModel.predict
+and a real `mlflow models serve`. The same windows give the same answer in every accepted form;
+a bad shape gets one short message wherever it is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+from model_wrapper.features import FEATURE_NAMES
+from model_wrapper.pyfunc import OUTPUT_COLUMNS, InputRefused
+from tests.conftest import MODEL_NAME, SEQ_LEN, Registry, TrainedVersions, free_port
+from tests.helpers import real_windows, stop_process, wait_for
+
+# `mlflow models serve` starts `uvicorn` by name: the venv's bin must be on PATH.
+VENV_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+SHORT = 600  # characters: a refusal states what was expected and what came, not the input
+
+X = real_windows(2)  # float64 [N, T, F]
+XI = np.round(X).astype(np.int64)  # the same windows as integers (prices stay positive)
+SHUFFLED = list(reversed(FEATURE_NAMES))
+
+
+def frame(window: np.ndarray, columns: list[str] = SHUFFLED) -> pd.DataFrame:
+    """One window as a DataFrame named by feature, its columns in another order."""
+    return pd.DataFrame(window, columns=list(FEATURE_NAMES))[columns]
+
+
+# form -> (value, the same numbers as float64 [N, T, F] in feature order)
+FORMS: dict[str, tuple[Any, np.ndarray]] = {
+    "ndarray float64 [N,T,F]": (X, X),
+    "ndarray float32 [N,T,F]": (X.astype(np.float32), X.astype(np.float32).astype(np.float64)),
+    "ndarray int64 [N,T,F]": (XI, XI.astype(np.float64)),
+    "ndarray float64 [T,F]": (X[0], X[:1]),
+    "ndarray float32 [T,F]": (X[0].astype(np.float32), X[:1].astype(np.float32).astype(np.float64)),
+    "ndarray int64 [T,F]": (XI[0], XI[:1].astype(np.float64)),
+    "nested lists float [N,T,F]": (X.tolist(), X),
+    "nested lists float [T,F]": (X[0].tolist(), X[:1]),
+    "nested lists int [T,F]": (XI[0].tolist(), XI[:1].astype(np.float64)),
+    "DataFrame [T,F], named columns in another order": (frame(X[0]), X[:1]),
+}
+# What `mlflow models serve` users send; JSON numbers are float64 or int.
+BODIES: dict[str, tuple[dict[str, Any], np.ndarray]] = {
+    "inputs float [N,T,F]": ({"inputs": X.tolist()}, X),
+    "inputs float [T,F]": ({"inputs": X[0].tolist()}, X[:1]),
+    "inputs int [N,T,F]": ({"inputs": XI.tolist()}, XI.astype(np.float64)),
+    "inputs int [T,F]": ({"inputs": XI[0].tolist()}, XI[:1].astype(np.float64)),
+    "instances float [T,F]": ({"instances": X[0].tolist()}, X[:1]),
+    "dataframe_split, named columns in another order": (
+        {"dataframe_split": frame(X[0]).to_dict(orient="split")},
+        X[:1],
+    ),
+}
+# form -> (value, what the refusal must say)
+BAD: dict[str, tuple[Any, str]] = {
+    "[N,T,F-1]": (X[:, :, :17], "each window must be 12 time steps x 18 features, got 12 x 17"),
+    "[T-7,F]": (X[0, :5], "each window must be 12 time steps x 18 features, got 5 x 18"),
+    "[500,T,F-1]": (
+        np.ones((500, SEQ_LEN, 17)),
+        "each window must be 12 time steps x 18 features, got 12 x 17",
+    ),
+    "[F]": (X[0, 0], "X must have shape [12, 18] or [N, 12, 18], got shape [18]"),
+    "text": ([["a"] * 18] * SEQ_LEN, "could not read it as a numeric array"),
+    "no window": (np.zeros((0, SEQ_LEN, 18)), "X holds no window"),
+}
+
+
+def expected_for(model: mlflow.pyfunc.PyFuncModel, canonical: np.ndarray) -> pd.DataFrame:
+    return model.unwrap_python_model().predict(None, canonical)
+
+
+def assert_same(got: Any, expected: pd.DataFrame, form: str) -> None:
+    got = pd.DataFrame(got)
+    assert list(got.columns) == list(OUTPUT_COLUMNS), form
+    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-6, err_msg=form)
+
+
+@pytest.fixture(scope="module")
+def model(trained: TrainedVersions) -> mlflow.pyfunc.PyFuncModel:
+    return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{trained.staging}")
+
+
+@pytest.fixture(scope="module")
+def served(
+    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One `mlflow models serve` for every form."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    command = [
+        str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m",
+        f"models:/{MODEL_NAME}/{trained.staging}", "--env-manager", "local",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "PATH": VENV_PATH}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert process.poll() is None, log_path.read_text()[-2000:]
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, 120, "mlflow models serve")
+        yield url
+    finally:
+        stop_process(process, 30)
+
+
+def invoke(url: str, body: dict[str, Any]) -> tuple[int, str]:
+    request = urllib.request.Request(
+        f"{url}/invocations", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_the_logged_signature_leaves_the_input_to_the_wrapper(
+    model: mlflow.pyfunc.PyFuncModel,
+) -> None:
+    meta = model.metadata
+    assert meta.get_input_schema() is None
+    assert meta.get_output_schema().input_names() == list(OUTPUT_COLUMNS)
+    # The shape and the names still travel with the model.
+    assert (meta.metadata["seq_len"], meta.metadata["n_features"]) == (SEQ_LEN, 18)
+    assert meta.metadata["feature_names"] == list(FEATURE_NAMES)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_every_form_gives_the_same_answer_directly_and_through_pyfunc(
+    model: mlflow.pyfunc.PyFuncModel, form: str
+) -> None:
+    value, canonical = FORMS[form]
+    expected = expected_for(model, canonical)
+    assert_same(model.unwrap_python_model().predict(None, value), expected, f"direct {form}")
+    assert_same(model.predict(value), expected, f"pyfunc {form}")
+
+
+def test_every_form_gives_the_same_answer_through_mlflow_models_serve(
+    model: mlflow.pyfunc.PyFuncModel, served: str
+) -> None:
+    for form, (body, canonical) in BODIES.items():
+        status, text = invoke(served, body)
+        assert status == 200, f"{form}: {text[:300]}"
+        assert_same(json.loads(text)["predictions"], expected_for(model, canonical), form)
+
+
+@pytest.mark.parametrize("form", BAD)
+def test_a_bad_shape_gets_one_short_message_directly_and_through_pyfunc(
+    model: mlflow.pyfunc.PyFuncModel, form: str
+) -> None:
+    value, message = BAD[form]
+    for door, call in (
+        ("direct", lambda: model.unwrap_python_model().predict(None, value)),
+        ("pyfunc", lambda: model.predict(value)),
+    ):
+        with pytest.raises(MlflowException) as info:
+            call()
+        # The logged model loads its own copy of pyfunc.py: the class is the same by name.
+        assert type(info.value).__name__ == InputRefused.__name__, door
+        assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+        assert message in info.value.message and len(str(info.value)) < SHORT, door
+
+
+def test_a_bad_shape_gets_one_short_message_through_mlflow_models_serve(served: str) -> None:
+    for form, (value, message) in BAD.items():
+        status, text = invoke(served, {"inputs": np.asarray(value).tolist()})
+        assert status == 400, form
+        assert len(text) < SHORT, f"{form}: {len(text)} characters"
+        assert message in json.loads(text)["message"], form
+
+
+def test_a_frame_with_other_columns_is_refused_naming_them(
+    model: mlflow.pyfunc.PyFuncModel, served: str
+) -> None:
+    bad = frame(X[0]).rename(columns={"close": "Close"})
+    with pytest.raises(MlflowException) as info:
+        model.predict(bad)
+    assert info.value.message == (
+        "a DataFrame window needs the 18 feature names as columns: missing ['close']; "
+        "unknown ['Close']"
+    )
+    status, text = invoke(served, {"dataframe_split": bad.to_dict(orient="split")})
+    assert status == 400 and json.loads(text)["message"] == info.value.message
+
+
+def test_the_scoring_server_cannot_rewrite_a_refusal() -> None:
+    refusal = InputRefused("X holds no window: expected at least one")
+    # What mlflow.pyfunc.scoring_server does to any MlflowException from predict.
+    refusal.message = f"Failed to predict data '{'1.0, ' * 1000}'. \nError: {refusal.message}"
+    assert refusal.message == "X holds no window: expected at least one"
