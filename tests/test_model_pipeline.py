@@ -200,7 +200,7 @@ def test_any_batch_size_equals_one_window_at_a_time(
 ) -> None:
     """Batches are padded to compiled sizes and split past 64: neither may change an answer."""
     forecaster = staging_model.unwrap_python_model()
-    assert forecaster.backend in ("xla", "graph")
+    assert forecaster.backend == "numpy"  # what this project trains runs in NumPy
     x = windows(70)
     one_by_one = np.concatenate([forecaster.predict(None, w).to_numpy() for w in x])
     for n in (2, 5, 64, 70):
