@@ -62,12 +62,6 @@ def reload(gw: GatewayProcess, alias: str) -> dict[str, str]:
     return dict(r.json())
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="XLA keeps every compiled program for the life of the process (about 4.4 MB per "
-    "load of this model, measured apart from MLflow: 0.1 MB per load with the plain graph); "
-    "the wrapper would have to compile once per architecture and pass weights as arguments",
-)
 def test_reload_cycling_does_not_grow_memory(soak_gateway: GatewayProcess, tmp_path: Path) -> None:
     gw = soak_gateway
     pid = gw.process.pid
