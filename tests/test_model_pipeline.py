@@ -20,7 +20,7 @@ from model_wrapper.features import FEATURE_NAMES, window_from_candles
 from model_wrapper.publish import promote, set_alias
 from model_wrapper.pyfunc import LOWER, OUTPUT_COLUMNS, POINT, UPPER
 from model_wrapper.synthetic import synthetic_candles
-from tests.conftest import MODEL_NAME, SEQ_LEN, Registry, TrainedVersions
+from tests.conftest import MODEL_NAME, SEQ_LEN, TrainedVersions
 
 ROOT = Path(__file__).resolve().parents[1]
 # `mlflow models serve` starts `uvicorn` by name: the venv's bin must be on PATH.
@@ -118,58 +118,6 @@ def test_wrapper_refuses_bad_windows_with_a_clear_message(
         forecaster.predict(None, bad)
     assert info.value.error_code == "INVALID_PARAMETER_VALUE"
     assert message in info.value.message
-
-
-def test_mlflow_run_train_registers_a_new_version(
-    registry: Registry, trained: TrainedVersions
-) -> None:
-    client = MlflowClient()
-    name = "BTC_LSTM_mlflow_run"
-    # The entry point runs `python -m scripts.train`: the venv's python must come first.
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "PATH": VENV_PATH}
-    subprocess.run(
-        [
-            Path(sys.executable).with_name("mlflow"),
-            "run",
-            str(ROOT),
-            "-e",
-            "train",
-            "--env-manager",
-            "local",
-            "-P",
-            "epochs=1",
-            "-P",
-            f"registered_model_name={name}",
-            "-P",
-            "alias=candidate",
-        ],
-        env=env,
-        check=True,
-        cwd=ROOT,
-        timeout=300,
-    )
-    (found,) = client.search_model_versions(f"name = '{name}'")
-    version = client.get_model_version(name, found.version)  # search leaves aliases out
-    run = client.get_run(version.run_id)
-    assert run.data.params["epochs"] == "1"
-    for metric in (
-        "holdout_mae",
-        "holdout_persistence_mae",
-        "holdout_mae_ratio_to_persistence",
-        "holdout_interval_coverage",
-        "best_epoch",
-        "final_val_loss",
-        "loss",
-        "val_loss",
-    ):
-        assert metric in run.data.metrics
-    assert "holdout_report.png" in [a.path for a in client.list_artifacts(run.info.run_id)]
-    # The alias follows the holdout gate, whichever way this tiny model went.
-    ratio = run.data.metrics["holdout_mae_ratio_to_persistence"]
-    assert version.tags["holdout_gate"] == ("passed" if ratio <= 1.005 else "failed")
-    assert ("candidate" in version.aliases) == (ratio <= 1.005)
-    assert version.tags["train_end"] and version.tags["data_digest"]
-    assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["candles"]
 
 
 def test_promote_copies_an_alias_and_set_alias_moves_it(trained: TrainedVersions) -> None:

@@ -42,10 +42,12 @@ def test_both_training_paths_land_in_one_experiment_with_a_dataset_input(
     train = ("--data", "synthetic:400", "--epochs", "1", "--alias", "")
     subprocess.run(
         [MLFLOW, "run", str(ROOT), "-e", "train", "--env-manager", "local",
-         "-P", "data=synthetic:400", "-P", "epochs=1", "-P", "alias=",
+         "-P", "data=synthetic:400", "-P", "epochs=1", "-P", "alias=candidate",
          "-P", f"registered_model_name={name}"],
         env=project_env(registry, experiment), check=True, cwd=ROOT, timeout=300,
     )  # fmt: skip
+    (first,) = MlflowClient().search_model_versions(f"name = '{name}'")
+    check_what_training_logs(name, first.version, "candidate")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", experiment)
     try:
         result = run_cli("scripts.train", *train, "--registered-model-name", name)
@@ -63,6 +65,31 @@ def test_both_training_paths_land_in_one_experiment_with_a_dataset_input(
         (dataset,) = run.inputs.dataset_inputs
         assert dataset.dataset.name == "candles" and dataset.dataset.digest
         assert [t.value for t in dataset.tags if t.key == "mlflow.data.context"] == ["training"]
+
+
+def check_what_training_logs(name: str, version_number: str, alias: str) -> None:
+    """The run's metrics and report, the version's period tags, and an alias that followed the
+    holdout gate whichever way this tiny model went."""
+    client = MlflowClient()
+    version = client.get_model_version(name, version_number)  # search leaves aliases out
+    run = client.get_run(version.run_id)
+    assert run.data.params["epochs"] == "1"
+    for metric in (
+        "holdout_mae",
+        "holdout_persistence_mae",
+        "holdout_mae_ratio_to_persistence",
+        "holdout_interval_coverage",
+        "best_epoch",
+        "final_val_loss",
+        "loss",
+        "val_loss",
+    ):
+        assert metric in run.data.metrics
+    assert "holdout_report.png" in [a.path for a in client.list_artifacts(run.info.run_id)]
+    ratio = run.data.metrics["holdout_mae_ratio_to_persistence"]
+    assert version.tags["holdout_gate"] == ("passed" if ratio <= 1.005 else "failed")
+    assert (alias in version.aliases) == (ratio <= 1.005)
+    assert version.tags["train_end"] and version.tags["data_digest"]
 
 
 def test_a_serve_pyfunc_run_stopped_with_sigterm_ends_killed_and_stops_its_server(
