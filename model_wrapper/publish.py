@@ -51,12 +51,13 @@ def log_forecaster(
     feature_names: list[str],
     input_example: np.ndarray,
     registered_model_name: str = DEFAULT_MODEL_NAME,
-    alias: str | None = DEFAULT_ALIAS,
+    alias: str | None = None,
     extra_metadata: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
     description: str | None = None,
 ) -> str:
-    """Log the pyfunc in the active run, register it, point `alias` at it; returns the version.
+    """Log the pyfunc in the active run, register it, point `alias` (if named) at it; returns
+    the version. No alias moves unless the caller names one: aliases move on evidence.
 
     `scaler` holds `mean` and `scale` per feature (after `transform_windows`) and
     `target_mean`/`target_scale` of the log-return target. `extra_metadata` (the forecast
