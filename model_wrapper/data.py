@@ -55,9 +55,6 @@ class DataSource:
 
         mlflow.log_input(self.dataset, context=context)
 
-    def period(self) -> tuple[pd.Timestamp, pd.Timestamp]:
-        return self.candles.index[0], self.candles.index[-1]
-
 
 def load_data(spec: str, default_rows: int = DEMO_ROWS, min_rows: int = 1) -> DataSource:
     """The candles a data spec names; a CSV error names the file and line."""

@@ -169,11 +169,11 @@ def _input_example(local: Path, metadata: dict[str, Any]) -> np.ndarray:
     return windows[:1].astype(np.float32)
 
 
-def _outputs(model: Any, example: np.ndarray) -> dict[str, np.ndarray]:
+def _outputs(pyfunc: Any, example: np.ndarray) -> dict[str, np.ndarray]:
     from model_wrapper.evidence import forecast_columns
 
     # float32 [N, T, F]: what every version's signature so far accepts.
-    return forecast_columns(model.predict(example))
+    return forecast_columns(pyfunc.predict(example))
 
 
 def _compare(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> tuple[float, bool]:

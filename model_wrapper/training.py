@@ -189,6 +189,8 @@ def fit_recipe(
         t: np.ndarray = (windows.target[part] - scaler["target_mean"]) / scaler["target_scale"]
         return t.astype(np.float32)[:, None]
 
+    fit_data = (scaled_inputs(windows.x[train], scaler), targets(train))
+    validation_data = (scaled_inputs(windows.x[val], scaler), targets(val))
     members, histories = [], []
     for member in range(config.ensemble):
         keras.utils.set_random_seed(config.seed + member)
@@ -202,8 +204,8 @@ def fit_recipe(
         histories.append(
             fit_network(
                 network,
-                (scaled_inputs(windows.x[train], scaler), targets(train)),
-                (scaled_inputs(windows.x[val], scaler), targets(val)),
+                fit_data,
+                validation_data,
                 epochs=config.epochs,
                 batch_size=config.batch_size,
                 patience=config.patience,
@@ -213,7 +215,7 @@ def fit_recipe(
         )
         members.append(network)
     network = average_networks(members, config.seq_len, len(FEATURE_NAMES))
-    outputs = run_network(network, scaled_inputs(windows.x[val], scaler))
+    outputs = run_network(network, validation_data[0])
     log_returns = outputs * scaler["target_scale"] + scaler["target_mean"]
     validation = windows.select(val)
     forecast = {

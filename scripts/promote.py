@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
             describe,
             evaluate,
             gate,
+            has_training_period,
         )
 
         client = MlflowClient()
@@ -77,17 +78,16 @@ def main(argv: list[str] | None = None) -> None:
             return
         data = load_data(args.data, default_rows=EVALUATION_ROWS)
         baseline = f"models:/{name}/{holder}" if holder else None
+        if baseline and not has_training_period(baseline):
+            print(
+                f"note: version {holder}, the current holder of @{target}, records no training "
+                "period, so it cannot be scored out of sample: compared with persistence only"
+            )
+            baseline = None
         try:
             evaluation = evaluate(f"models:/{name}/{candidate}", data, baseline, experiment)
         except NoEvidence as e:
-            if (
-                baseline is None
-                or "records no training period" not in str(e)
-                or candidate in str(e)
-            ):
-                fail(str(e))
-            print(f"note: the current holder cannot be compared: {e}")
-            evaluation = evaluate(f"models:/{name}/{candidate}", data, None, experiment)
+            fail(str(e))
         reasons = gate(evaluation, args.tolerance)
         evidence = describe(evaluation)
         if reasons and not force:
