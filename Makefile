@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install run test lint bench fuzz soak clean
+.PHONY: install run test coverage lint bench fuzz soak clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+# The same suite with line coverage of gateway/ and model_wrapper/, subprocesses included.
+coverage: install
+	$(PY) -m pytest --cov --cov-report=term
 
 # Schemathesis against a live gateway with 1,000 cases per fuzz test (`make test` runs 150);
 # prints the figures RELIABILITY.md quotes.

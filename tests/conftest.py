@@ -57,6 +57,13 @@ class TrainedVersions:
     production: str  # version behind @Production
 
 
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests are plain `async def` marked `pytest.mark.anyio` (anyio's own plugin): the
+    gateway runs on asyncio, so they do too."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _bounded_mlflow_client() -> None:
     # The MLflow client retries a dead server for minutes by default.
