@@ -22,7 +22,6 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from gateway.batcher import Batcher
-from gateway.callbacks import CallbackSender, create_session
 from gateway.docs import docs_routes
 from gateway.errors import (
     PREDICT_PREFIX,
@@ -43,6 +42,8 @@ from gateway.request_log import RequestLog
 from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.validation import InvalidRequest, parse_predict, parse_reload
+from gateway.webhooks.delivery import CallbackSender
+from gateway.webhooks.policy import create_session
 
 log = logging.getLogger("gateway.app")
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.batcher import Batcher
-from gateway.callbacks import CallbackSender
 from gateway.metrics import Metrics
 from gateway.model_store import ModelStore
 from gateway.validation import PredictRequest
+from gateway.webhooks.delivery import CallbackSender
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.callbacks import IPNetwork, parse_networks
+from gateway.webhooks.policy import IPNetwork, parse_networks
 
 
 class SettingsError(ValueError):

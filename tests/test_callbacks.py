@@ -27,14 +27,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from gateway.callbacks import (
-    CallbackSender,
-    DeliveryResult,
-    IPNetwork,
-    create_session,
-    is_address_allowed,
-    parse_networks,
-)
+from gateway.webhooks.delivery import CallbackSender, DeliveryResult
+from gateway.webhooks.policy import IPNetwork, create_session, is_address_allowed, parse_networks
 
 ALLOWED_HOST = "127.0.0.2"
 ALLOWED = parse_networks(f"{ALLOWED_HOST}/32")
@@ -393,9 +387,9 @@ def test_failures_are_logged_without_payload_or_query(caplog: pytest.LogCaptureF
             result = await s.deliver(f"{url}?token=QUERY-SECRET", {"x": marker})
         assert not result.ok
 
-    with caplog.at_level(logging.DEBUG, logger="gateway.callbacks"):
+    with caplog.at_level(logging.DEBUG, logger="gateway.webhooks"):
         asyncio.run(main())
-    ours = [r for r in caplog.records if r.name == "gateway.callbacks"]
+    ours = [r for r in caplog.records if r.name == "gateway.webhooks"]
     assert any(r.levelno == logging.WARNING and "HTTP 404" in r.getMessage() for r in ours)
     assert all(marker not in r.getMessage() for r in ours)
     assert all("QUERY-SECRET" not in r.getMessage() for r in ours)
