@@ -1,22 +1,19 @@
-"""Real servers for tests: the gateway as a subprocess, aiohttp webhook receivers in a thread."""
+"""Real servers for tests: the gateway as a subprocess (webhook receivers: tests/receiver.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-from aiohttp import web
 
 from model_wrapper.features import window_from_candles
 from model_wrapper.synthetic import synthetic_candles
@@ -124,56 +121,6 @@ def run_gateway(
         yield gw
     finally:
         stop_process(process)
-
-
-@dataclass
-class Receiver:
-    """A real aiohttp webhook receiver on 127.0.0.1 that records what it gets.
-
-    mode: "ok" (200), "error" (500), "slow" (answers after `delay` seconds).
-    """
-
-    mode: str = "ok"
-    delay: float = 0.0
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    url: str = ""
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        self.received.append((dict(request.headers), await request.read()))
-        if self.mode == "slow":
-            await asyncio.sleep(self.delay)
-        return web.Response(status=500 if self.mode == "error" else 200, text="received")
-
-
-@contextlib.contextmanager
-def run_receiver(mode: str = "ok", delay: float = 0.0) -> Iterator[Receiver]:
-    receiver = Receiver(mode=mode, delay=delay)
-    loop = asyncio.new_event_loop()
-    port = free_port()
-    ready = threading.Event()
-    runner_box: list[web.AppRunner] = []
-
-    async def start() -> None:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", receiver._handle)
-        runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runner_box.append(runner)
-        ready.set()
-
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    ready.wait(10)
-    receiver.url = f"http://127.0.0.1:{port}/hook"
-    try:
-        yield receiver
-    finally:
-        asyncio.run_coroutine_threadsafe(runner_box[0].cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def record_figures(base_dir: Path, name: str, figures: dict[str, Any]) -> Path:

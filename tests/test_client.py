@@ -35,7 +35,8 @@ from gateway.errors import NOT_LOADED_DETAIL, PREDICT_PREFIX, RELOAD_PREFIX
 from model_wrapper.features import window_from_candles
 from model_wrapper.synthetic import synthetic_candles
 from tests.conftest import SEQ_LEN, ClientGateway, TrainedVersions, free_port
-from tests.helpers import ROOT, GatewayProcess, real_windows, run_gateway, run_receiver
+from tests.helpers import ROOT, GatewayProcess, real_windows, run_gateway
+from tests.receiver import run_receiver
 
 
 @pytest.fixture(scope="module")

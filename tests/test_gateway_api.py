@@ -14,7 +14,8 @@ import pytest
 
 from gateway.errors import NOT_LOADED_DETAIL
 from tests.conftest import MODEL_NAME, Registry, TrainedVersions, free_port
-from tests.helpers import GatewayProcess, real_windows, run_gateway, run_receiver
+from tests.helpers import GatewayProcess, real_windows, run_gateway
+from tests.receiver import run_receiver
 
 CALLBACK_TIMEOUT = 1.0
 

@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from tests.conftest import Registry, TrainedVersions
-from tests.helpers import ROOT, GatewayProcess, real_windows, run_gateway, run_receiver
+from tests.helpers import ROOT, GatewayProcess, real_windows, run_gateway
+from tests.receiver import run_receiver
 
 TOKEN = "s3cret-token"
 LIMIT = 64 * 1024

@@ -15,7 +15,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ClientGateway
-from tests.helpers import ROOT, real_windows, require_debian_tool, run_receiver
+from tests.helpers import ROOT, real_windows, require_debian_tool
+from tests.receiver import run_receiver
 
 MONITORING = ROOT / "deploy" / "monitoring"
 # Added by Prometheus itself: the scrape's own series and the target labels.

@@ -11,7 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Registry, TrainedVersions, free_port
-from tests.helpers import GatewayProcess, real_windows, run_gateway, run_receiver, wait_for
+from tests.helpers import GatewayProcess, real_windows, run_gateway, wait_for
+from tests.receiver import run_receiver
 
 
 def scrape(gw: GatewayProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -21,15 +21,8 @@ import orjson
 import pytest
 
 from tests.conftest import Registry, TrainedVersions, free_port
-from tests.helpers import (
-    ROOT,
-    GatewayProcess,
-    real_windows,
-    record_figures,
-    run_gateway,
-    run_receiver,
-    wait_for,
-)
+from tests.helpers import ROOT, GatewayProcess, real_windows, record_figures, run_gateway, wait_for
+from tests.receiver import run_receiver
 
 WINDOW = real_windows(1)[0].tolist()
 SECRET = "Zq7secretValue"  # planted in URLs: must never come back out

@@ -20,7 +20,8 @@ import orjson
 import pytest
 
 from tests.conftest import Registry, TrainedVersions
-from tests.helpers import real_windows, record_figures, run_gateway, run_receiver
+from tests.helpers import real_windows, record_figures, run_gateway
+from tests.receiver import run_receiver
 
 STEADY_PREDICTIONS = int(os.environ.get("STEADY_PREDICTIONS", "10000"))
 CONCURRENCY = 64
