@@ -1,0 +1,52 @@
+"""A Python client for the gateway: `GatewayClient` (sync) and `AsyncGatewayClient` (async), with
+typed answers and the spec's errors as exceptions.
+
+Imports neither TensorFlow nor MLflow (a test checks): windows from candles come from
+`model_wrapper.features`, which is numpy and pandas only, imported when candles are given.
+
+    with GatewayClient("http://127.0.0.1:8000") as gw:
+        forecast = gw.predict(candles)          # a DataFrame of OHLCV candles, or a [T, F] window
+        print(forecast.pred_btc_close_next, forecast.model_version)
+"""
+
+from __future__ import annotations
+
+from standardwebhooks import WebhookVerificationError
+
+from gateway.client.answers import (
+    BodyTooLarge,
+    GatewayError,
+    GatewayUnreachable,
+    Health,
+    ModelNotLoaded,
+    PredictFailed,
+    Prediction,
+    PredictionInterval,
+    Readiness,
+    Reloaded,
+    ReloadFailed,
+    ReloadRejected,
+    Unauthorized,
+)
+from gateway.client.clients import AsyncGatewayClient, GatewayClient
+from gateway.client.webhooks import verify_webhook
+
+__all__ = [
+    "AsyncGatewayClient",
+    "BodyTooLarge",
+    "GatewayClient",
+    "GatewayError",
+    "GatewayUnreachable",
+    "Health",
+    "ModelNotLoaded",
+    "PredictFailed",
+    "Prediction",
+    "PredictionInterval",
+    "Readiness",
+    "ReloadFailed",
+    "ReloadRejected",
+    "Reloaded",
+    "Unauthorized",
+    "WebhookVerificationError",
+    "verify_webhook",
+]

@@ -1,0 +1,124 @@
+"""What both clients share: the requests they build and how answers are read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import numpy as np
+import orjson
+
+from gateway.client.answers import (
+    ERRORS,
+    GatewayError,
+    GatewayUnreachable,
+    Health,
+    Prediction,
+    PredictionInterval,
+    Readiness,
+    Reloaded,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEFAULT_SEQ_LEN = 12  # the spec's SEQ_LEN_REQUIRED default
+
+
+@dataclass(frozen=True)
+class Call:
+    operation: str
+    method: str
+    path: str
+    content: bytes | None = None
+    headers: Mapping[str, str] | None = None
+    timeout: float | None = None
+
+
+class Protocol:
+    def __init__(self, admin_token: str | None, seq_len: int) -> None:
+        self._admin_token = admin_token
+        self.seq_len = seq_len
+
+    def predict_call(
+        self,
+        x: Any,
+        callback_url: str | None,
+        metadata: Mapping[str, Any] | None,
+        request_id: str | None,
+    ) -> Call:
+        payload: dict[str, Any] = {"X": self.window(x)}
+        if callback_url is not None:
+            payload["callback_url"] = callback_url
+        if metadata is not None:
+            payload["metadata"] = dict(metadata)
+        headers = {"Content-Type": "application/json"}
+        if request_id is not None:
+            headers["X-Request-ID"] = request_id
+        content = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+        return Call("predict", "POST", "/predict", content, headers)
+
+    def reload_call(self, alias: str | None, timeout: float | None) -> Call:
+        headers = {"Content-Type": "application/json"}
+        if self._admin_token is not None:
+            headers["Authorization"] = f"Bearer {self._admin_token}"
+        content = orjson.dumps({"alias": alias}) if alias is not None else b""
+        return Call("reload", "POST", "/reload", content, headers, timeout)
+
+    def window(self, x: Any) -> Any:
+        """A [T, F] list or array as is; a DataFrame of candles through window_from_candles."""
+        if hasattr(x, "columns") and hasattr(x, "iloc"):
+            from model_wrapper.features import window_from_candles
+
+            candles: pd.DataFrame = x
+            return window_from_candles(candles, self.seq_len)
+        if isinstance(x, np.ndarray):
+            # orjson writes arrays natively, but only C-contiguous ones.
+            return np.ascontiguousarray(x, dtype=np.float64 if x.dtype != np.float32 else None)
+        if isinstance(x, list | tuple):
+            return x
+        raise TypeError(
+            "X must be a [T, F] list or numpy array, or a DataFrame of candles; "
+            f"got {type(x).__name__}"
+        )
+
+    def parse(self, call: Call, response: httpx.Response) -> Any:
+        status = response.status_code
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if call.operation == "ready" and status in (200, 503) and isinstance(body, dict):
+            return Readiness(status == 200, body.get("model_alias"), body.get("model_version"))
+        if status != 200 or not isinstance(body, dict):
+            detail = body.get("detail") if isinstance(body, dict) else None
+            if not isinstance(detail, str):
+                detail = response.text[:500]
+            error = ERRORS.get(call.operation, {}).get(status, GatewayError)
+            raise error(status, detail)
+        if call.operation == "health":
+            return Health(
+                body["status"], body["model_loaded"], body["model_alias"], body["model_version"]
+            )
+        if call.operation == "reload":
+            return Reloaded(body["status"], body["model_alias"], body["model_version"])
+        interval = body.get("pred_interval")
+        return Prediction(
+            pred_btc_close_next=body["pred_btc_close_next"],
+            posted_to_callback=body["posted_to_callback"],
+            model_alias=body["model_alias"],
+            model_version=body["model_version"],
+            pred_interval=PredictionInterval(
+                float(interval["lower"]), float(interval["upper"]), float(interval["level"])
+            )
+            if interval
+            else None,
+            callback_error=body.get("callback_error"),
+            request_id=response.headers.get("x-request-id"),
+        )
+
+
+def unreachable(base_url: str, e: httpx.TransportError) -> GatewayUnreachable:
+    return GatewayUnreachable(None, f"no answer from {base_url}: {type(e).__name__}: {e}")
