@@ -152,7 +152,7 @@ def runtime(results: dict[str, ServerResult]) -> str:
     gateway = results.get("gateway")
     if gateway is None:
         return "not measured"
-    return gateway.runtime or "unknown (the gateway's /health has no `runtime` field)"
+    return gateway.runtime or "unknown (the gateway's /health names no runtime)"
 
 
 def text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:

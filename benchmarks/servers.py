@@ -19,6 +19,8 @@ GATEWAY_CONCURRENCY = (1, 16, 64, 256)
 # Issue 13's targets are at 1 and 64: what a second worker changes there.
 WORKERS_CONCURRENCY = (1, 64)
 WORKERS = 2
+# The /health extra that names the serving runtime (issue 13, point 1), as it may be spelled.
+RUNTIME_FIELDS = ("model_runtime", "runtime")
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,11 @@ def _workers_ready(port: int) -> bool:
 
 
 def read_runtime(port: int) -> str:
-    """What runs the network, from the gateway's /health `runtime` field ("" if it has none)."""
+    """What runs the network, from the gateway's /health ("" when it does not say)."""
     health = _get_json(f"http://127.0.0.1:{port}/health")
-    value = health.get("runtime") if isinstance(health, dict) else None
+    if not isinstance(health, dict):
+        return ""
+    value = next((health[k] for k in RUNTIME_FIELDS if health.get(k) is not None), None)
     if value is None:
         return ""
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)

@@ -166,6 +166,8 @@ def test_benchmarks_md_has_every_section_and_survives_json() -> None:
     ("health", "said"),
     [
         ({"status": "ok", "model_loaded": True}, ""),
+        ({"status": "ok", "model_runtime": "numpy", "model_loaded": True}, "numpy"),
+        ({"status": "ok", "model_runtime": None}, ""),
         ({"status": "ok", "runtime": "litert"}, "litert"),
         (
             {"status": "ok", "runtime": {"name": "onnx", "fallback": False}},
@@ -195,5 +197,5 @@ def test_the_serving_runtime_is_read_from_health(health: dict[str, object], said
             thread.join()
     gateway = server("gateway", measured(1, 1, 1, 1, 1), runtime=said)
     assert runtime({"gateway": gateway}) == (
-        said or "unknown (the gateway's /health has no `runtime` field)"
+        said or "unknown (the gateway's /health names no runtime)"
     )
