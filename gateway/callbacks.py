@@ -1,7 +1,7 @@
 """Webhook delivery for predictions: one POST per callback, within a total time budget.
 
 The gateway calls `CallbackSender.deliver` inline and reports the outcome in its response
-(README, "POST /predict"). A delivery never fails the prediction, so `deliver` turns every
+(DESIGN.md, decision 7). A delivery never fails the prediction, so `deliver` turns every
 problem into a `DeliveryResult` instead of raising.
 
 The SSRF guard lives in the connector's socket factory, not in a resolver: aiohttp skips custom
