@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         help="measure nothing: rewrite --output from results saved by --json",
     )
     add("--baseline", type=Path, default=BASELINE, help="the run the targets compare against")
-    add("--time-limit", type=int, default=900, help="seconds for everything")
+    add("--time-limit", type=int, default=1200, help="seconds for everything (then all stops)")
     add("--keep-workdir", action="store_true")
     add("--strict", action="store_true", help="exit 1 when a target fails")
     return parser  # fmt: skip
