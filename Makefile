@@ -36,8 +36,9 @@ fuzz: install
 soak: install
 	RELOAD_SOAK_RELOADS=20 $(PY) -m pytest tests/test_reload_memory.py -q -s
 
-# Gateway vs the HTTP floor and `mlflow models serve`, ~7-10 min: starts and stops its own
+# Gateway vs the HTTP floor and `mlflow models serve`, ~9-12 min: starts and stops its own
 # registry and servers, installs wrk with apt-get if missing, writes BENCHMARKS.md.
+# ARGS=--quick: a smoke run of every step (a few minutes), written to /tmp/BENCHMARKS.quick.md.
 bench: install
 	$(PY) -m benchmarks.run $(ARGS)
 

@@ -3,32 +3,30 @@
 
 from __future__ import annotations
 
-import os
 import resource
 import time
 from dataclasses import dataclass
-from pathlib import Path
+
+import psutil
 
 from benchmarks.procs import process_tree
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy_s() -> float:
     # user + nice + system; irq/softirq (loopback traffic) and steal are left out.
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    return (int(fields[0]) + int(fields[1]) + int(fields[2])) / CLK_TCK
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system)
 
 
 def tree_cpu_s(root: int) -> float:
-    ticks = 0
-    for pid in process_tree(root):
+    total = 0.0
+    for process in process_tree(root):
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            t = process.cpu_times()  # all its threads
+        except psutil.NoSuchProcess:
             continue  # exited meanwhile
-        ticks += int(stat[11]) + int(stat[12])  # utime, stime of all its threads
-    return ticks / CLK_TCK
+        total += t.user + t.system
+    return total
 
 
 def _rusage_s(who: int) -> float:

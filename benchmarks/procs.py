@@ -1,5 +1,5 @@
 """Child processes of the benchmark: start in their own process group, wait, stop for sure,
-and measure the resident memory of a whole process tree from /proc."""
+and measure the resident memory of a whole process tree (psutil)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 
 def free_port() -> int:
@@ -85,6 +87,32 @@ def start(name: str, argv: list[str], env: dict[str, str], log_dir: Path, cwd: P
     return Child(name, process, log_path)
 
 
+@dataclass
+class Children:
+    """What the benchmark started and has not stopped yet; `stop_all` stops it for sure."""
+
+    log_dir: Path
+    cwd: Path
+    running: list[Child] = field(default_factory=list)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
+        return self.adopt(start(name, argv, env, self.log_dir, self.cwd))
+
+    def adopt(self, child: Child) -> Child:
+        self.running.append(child)
+        return child
+
+    def stop(self, child: Child) -> None:
+        child.stop()
+        if child in self.running:
+            self.running.remove(child)
+
+    def stop_all(self) -> None:
+        for child in reversed(self.running):
+            child.stop()
+        self.running.clear()
+
+
 def http_status(url: str, timeout: float = 2.0) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -124,65 +152,44 @@ def wait_until(child: Child, ready: Callable[[], bool], timeout: float, what: st
     return time.monotonic() - started
 
 
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue  # exited while we looked
-        # The command name may hold spaces and parentheses: the ppid follows the last ')'.
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    return children
-
-
-def process_tree(root: int) -> list[int]:
-    children = _children_map()
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
-
-
-def rss_bytes(pid: int) -> int:
+def process_tree(root: int) -> list[psutil.Process]:
+    """The process and all its descendants (empty once it has exited)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+        top = psutil.Process(root)
+        return [top, *top.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
-def _command(pid: int) -> str:
+def _rss(process: psutil.Process) -> int:
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+        return int(process.memory_info().rss)
+    except psutil.NoSuchProcess:
+        return 0  # exited while we looked
+
+
+def _command(process: psutil.Process) -> str:
+    try:
+        argv = process.cmdline()
+    except psutil.Error:
         return "?"
-    words = [Path(a.decode(errors="replace")).name for a in argv[:4] if a]
+    words = [Path(a).name for a in argv[:4] if a]
     text = " ".join(" ".join(words).split())
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def tree_rss_detail(root: int) -> str:
     """Each process of the tree with its RSS, e.g. 'mlflow models serve: 250 MiB + ...'."""
-    return " + ".join(
-        f"`{_command(pid)}` {rss_bytes(pid) / 2**20:.0f} MiB" for pid in process_tree(root)
-    )
+    return " + ".join(f"`{_command(p)}` {_rss(p) / 2**20:.0f} MiB" for p in process_tree(root))
 
 
 def tree_rss_bytes(root: int) -> int:
-    return sum(rss_bytes(pid) for pid in process_tree(root))
+    return sum(_rss(p) for p in process_tree(root))
 
 
 @dataclass
 class RssSampler:
-    """Polls the summed VmRSS of a process tree in a thread; `peak` is the highest sample."""
+    """Polls the summed RSS of a process tree in a thread; `peak` is the highest sample."""
 
     root: int
     interval: float = 0.1

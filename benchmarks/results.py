@@ -54,13 +54,15 @@ class Measured:
 
 @dataclass
 class ServerResult:
-    key: str  # "gateway", "floor", "serve", "keras"
+    key: str  # "gateway", "gateway-w2", "floor", "serve", "keras"
     label: str
     command: str
     startup_s: float = 0.0
     idle_rss_bytes: int = 0
     idle_rss_detail: str = ""
     probe: str = ""
+    prediction: float | None = None  # the first window's answer, when the server gives one
+    runtime: str = ""  # what runs the network, as the gateway's /health says
     runs: list[Measured] | None = None
 
     def at(self, concurrency: int) -> Measured | None:

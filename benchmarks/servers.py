@@ -1,4 +1,4 @@
-"""The four servers under test: how each starts, when it is ready, and what it answers."""
+"""The servers under test: how each starts, when it is ready, and what it answers."""
 
 from __future__ import annotations
 
@@ -10,10 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from benchmarks.procs import http_status, post_json
 
 CONCURRENCY = (1, 16, 64)
 GATEWAY_CONCURRENCY = (1, 16, 64, 256)
+# Issue 13's targets are at 1 and 64: what a second worker changes there.
+WORKERS_CONCURRENCY = (1, 64)
+WORKERS = 2
+# The /health extra that names the serving runtime (issue 13, point 1), as it may be spelled.
+RUNTIME_FIELDS = ("model_runtime", "runtime")
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,7 @@ class ServerSpec:
     concurrency: tuple[int, ...]
     read_prediction: Callable[[Any], float] | None  # the first window's answer, from the body
     ready_timeout: float = 240.0
+    runtime_field: bool = False  # its /health may say what runs the network
 
 
 def _get_json(url: str) -> Any:
@@ -45,6 +53,33 @@ def _gateway_ready(port: int) -> bool:
     return bool(isinstance(health, dict) and health.get("model_loaded"))
 
 
+def _workers_ready(port: int) -> bool:
+    # Each worker loads its own model; /metrics (multiprocess mode) lists every live worker's.
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return False
+    loaded = {
+        s.labels.get("pid")
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "gateway_model_info" and s.value == 1
+    }
+    return len(loaded) >= WORKERS
+
+
+def read_runtime(port: int) -> str:
+    """What runs the network, from the gateway's /health ("" when it does not say)."""
+    health = _get_json(f"http://127.0.0.1:{port}/health")
+    if not isinstance(health, dict):
+        return ""
+    value = next((health[k] for k in RUNTIME_FIELDS if health.get(k) is not None), None)
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
 def _status_ready(path: str) -> Callable[[int], bool]:
     return lambda port: http_status(f"http://127.0.0.1:{port}{path}") == 200
 
@@ -54,6 +89,8 @@ def server_specs(
 ) -> list[ServerSpec]:
     """In the order they run; `setup` is benchmarks.models' models.json."""
     py, mlflow = sys.executable, str(Path(sys.executable).with_name("mlflow"))
+    metrics_dir = workdir / "prometheus-multiproc"
+    metrics_dir.mkdir(exist_ok=True)
     host = ["--host", "127.0.0.1", "--port", str(port)]
     gateway_env = {
         "REGISTERED_MODEL_NAME": setup["model_name"],
@@ -81,6 +118,20 @@ def server_specs(
             "python -m gateway --host 127.0.0.1 --port PORT",
             {**env, **gateway_env}, _gateway_ready, "/predict", workdir / "gateway.jsonl",
             GATEWAY_CONCURRENCY, lambda body: float(body["pred_btc_close_next"]),
+            runtime_field=True,
+        ),
+        ServerSpec(
+            "gateway-w2",
+            f"the same, {WORKERS} uvicorn workers as the README runs them (uvicorn's own "
+            "httptools protocol, without the HTTP_* limits of `python -m gateway`)",
+            [py, "-m", "uvicorn", "--factory", "gateway.app:app_from_environ",
+             "--workers", str(WORKERS), *host],
+            f"PROMETHEUS_MULTIPROC_DIR=DIR uvicorn --factory gateway.app:app_from_environ "
+            f"--workers {WORKERS} --host 127.0.0.1 --port PORT",
+            {**env, **gateway_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+            _workers_ready, "/predict", workdir / "gateway.jsonl",
+            WORKERS_CONCURRENCY, lambda body: float(body["pred_btc_close_next"]),
+            runtime_field=True,
         ),
         ServerSpec(
             "serve", f"the same registered version, custom pyfunc, {workers_label}",

@@ -31,8 +31,8 @@ class Settings:
     # Batching: at most this many windows per model call; wait this long for more (0: never).
     max_batch_size: int = 64
     max_batch_wait_ms: float = 0.0
-    # Bodies this size parse in about 10 ms even when made of tiny arrays; a default window is
-    # ~5 KB and one of 365 x 18 values ~130 KB.
+    # Room for long windows (README: MAX_BODY_BYTES), yet the worst body this size, one of tiny
+    # arrays, parses in little time on the event loop (RELIABILITY.md has the figures).
     max_body_bytes: int = 256 * 1024
     # Bearer token that /reload requires when set; unset leaves /reload open.
     admin_token: str | None = None

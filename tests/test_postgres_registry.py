@@ -1,6 +1,7 @@
 """The whole flow against an `mlflow server` whose backend store is a real PostgreSQL: train,
 register, alias, gateway load, predict, reload. SQLite is what the rest of the suite uses; this is
-the backend users move to when they outgrow one machine (DESIGN.md), so it must work end to end.
+the backend users move to when they outgrow one machine (README, "The registry on PostgreSQL"),
+so it must work end to end.
 
 The cluster is Debian's `postgresql` package, run from its binaries in a temporary data directory
 on a free port; nothing touches a system-wide cluster."""

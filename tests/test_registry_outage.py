@@ -22,6 +22,7 @@ import httpx
 import mlflow
 import numpy as np
 import orjson
+import psutil
 import pytest
 
 from gateway.errors import RELOAD_PREFIX
@@ -144,12 +145,7 @@ def frozen(registry: Registry) -> Iterator[int]:
 
 def descendants(pid: int) -> list[int]:
     """pid and all its descendants, parents first (the mlflow CLI runs uvicorn as a child)."""
-    found = [pid]
-    for p in found:
-        for task in Path(f"/proc/{p}/task").iterdir():
-            children = (task / "children").read_text().split()
-            found.extend(int(c) for c in children if int(c) not in found)
-    return found
+    return [pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))]
 
 
 def check_outage(

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from mlflow import MlflowClient
 
@@ -27,10 +28,7 @@ GROWTH_PER_RELOAD_MB = 5.0
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import socket
 import subprocess
@@ -18,6 +17,7 @@ from typing import Any
 
 import httpx
 import orjson
+import psutil
 import pytest
 
 from tests.conftest import Registry, TrainedVersions, free_port
@@ -49,6 +49,7 @@ def metric(gw: GatewayProcess, line_start: str) -> float:
 
 
 def proc_status(pid: int) -> dict[str, int]:
+    # psutil has no peak RSS: the kernel's high-water mark (VmHWM) is only in /proc.
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, rest = line.partition(":")
@@ -58,8 +59,8 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 def cpu_seconds(pid: int) -> float:
-    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 # 1. Work that exploded with the shape of metadata -------------------------------------------
