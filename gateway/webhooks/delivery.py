@@ -1,7 +1,7 @@
 """Webhook delivery for predictions: one POST per callback, within a total time budget.
 
 The gateway calls `CallbackSender.deliver` inline and reports the outcome in its response
-(DESIGN.md, decision 7). A delivery never fails the prediction, so `deliver` turns every
+(README, "POST /predict"). A delivery never fails the prediction, so `deliver` turns every
 problem into a `DeliveryResult` instead of raising. Where it may connect is decided by the
 session (`gateway.webhooks.policy.create_session`); how it signs, by `gateway.webhooks.signing`.
 """
