@@ -14,8 +14,9 @@ import sys
 
 import uvicorn
 
-from gateway.app import create_app, prepare_process
+from gateway.app import create_app
 from gateway.http_limits import HttpLimits, protocol_with
+from gateway.process import prepare_process
 from gateway.settings import Settings, SettingsError
 
 
