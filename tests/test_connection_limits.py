@@ -14,8 +14,14 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import Registry, TrainedVersions
-from tests.helpers import GatewayProcess, record_figures, run_gateway, wait_for
+from tests.helpers import (
+    GatewayProcess,
+    Registry,
+    TrainedVersions,
+    record_figures,
+    run_gateway,
+    wait_for,
+)
 
 IDLE = 1  # HTTP_IDLE_TIMEOUT, seconds
 READ = 2  # HTTP_READ_TIMEOUT, seconds

@@ -10,16 +10,20 @@ import mlflow
 import numpy as np
 import pytest
 
-from tests.conftest import MODEL_NAME, Registry, TrainedVersions
-from tests.helpers import GatewayProcess, point_forecasts, real_windows, run_gateway
+from tests.helpers import (
+    MODEL_NAME,
+    LiveGateway,
+    TrainedVersions,
+    point_forecasts,
+    real_windows,
+)
 
 
-@pytest.fixture(scope="module")
-def gateway(
-    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    with run_gateway({"MLFLOW_TRACKING_URI": registry.uri}, tmp_path_factory.mktemp("gw")) as gw:
-        yield gw
+@pytest.fixture
+def gateway(live_gateway: LiveGateway) -> Iterator[LiveGateway]:
+    """The live gateway, put back on @staging after each test."""
+    yield live_gateway
+    live_gateway.back_to_staging()
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +43,7 @@ async def burst(url: str, bodies: list[dict[str, object]]) -> list[httpx.Respons
 
 
 def test_each_response_in_a_burst_carries_its_own_windows_prediction(
-    gateway: GatewayProcess, trained: TrainedVersions, expected: dict[str, np.ndarray]
+    gateway: LiveGateway, trained: TrainedVersions, expected: dict[str, np.ndarray]
 ) -> None:
     x = real_windows(96, seed=7)
     responses = asyncio.run(burst(gateway.url, [{"X": w.tolist()} for w in x]))
@@ -49,7 +53,7 @@ def test_each_response_in_a_burst_carries_its_own_windows_prediction(
 
 
 def test_a_malformed_request_in_a_burst_gets_its_own_400(
-    gateway: GatewayProcess, trained: TrainedVersions, expected: dict[str, np.ndarray]
+    gateway: LiveGateway, trained: TrainedVersions, expected: dict[str, np.ndarray]
 ) -> None:
     x = real_windows(96, seed=7)
     bodies: list[dict[str, object]] = [{"X": w.tolist()} for w in x[:48]]
@@ -74,7 +78,7 @@ def test_a_malformed_request_in_a_burst_gets_its_own_400(
 
 
 def test_a_reload_during_bursts_never_mixes_versions_in_an_answer(
-    gateway: GatewayProcess, trained: TrainedVersions, expected: dict[str, np.ndarray]
+    gateway: LiveGateway, trained: TrainedVersions, expected: dict[str, np.ndarray]
 ) -> None:
     x = real_windows(96, seed=7)
     bodies = [{"X": w.tolist()} for w in x]
@@ -84,7 +88,9 @@ def test_a_reload_during_bursts_never_mixes_versions_in_an_answer(
             responses: list[httpx.Response] = []
             for alias in ("Production", "staging", "Production", "staging"):
                 reload = asyncio.create_task(
-                    admin.post(f"{gateway.url}/reload", json={"alias": alias})
+                    admin.post(
+                        f"{gateway.url}/reload", json={"alias": alias}, headers=gateway.admin
+                    )
                 )
                 responses += await burst(gateway.url, bodies)
                 assert (await reload).status_code == 200

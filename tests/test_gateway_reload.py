@@ -10,28 +10,33 @@ import mlflow
 import numpy as np
 import pytest
 
-from tests.conftest import MODEL_NAME, BadVersions, Registry, TrainedVersions
-from tests.helpers import GatewayProcess, point_forecasts, real_windows, run_gateway
+from tests.helpers import (
+    MODEL_NAME,
+    BadVersions,
+    LiveGateway,
+    TrainedVersions,
+    point_forecasts,
+    real_windows,
+)
 
 
-@pytest.fixture(scope="module")
-def gateway(
-    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    with run_gateway({"MLFLOW_TRACKING_URI": registry.uri}, tmp_path_factory.mktemp("gw")) as gw:
-        yield gw
+@pytest.fixture
+def gateway(live_gateway: LiveGateway) -> Iterator[LiveGateway]:
+    """The live gateway, put back on @staging after each test."""
+    yield live_gateway
+    live_gateway.back_to_staging()
 
 
-def reload(gw: GatewayProcess, body: bytes = b"") -> httpx.Response:
-    return httpx.post(f"{gw.url}/reload", content=body, timeout=60)
+def reload(gw: LiveGateway, body: bytes = b"") -> httpx.Response:
+    return httpx.post(f"{gw.url}/reload", content=body, headers=gw.admin, timeout=60)
 
 
-def predict(gw: GatewayProcess, window: np.ndarray) -> httpx.Response:
+def predict(gw: LiveGateway, window: np.ndarray) -> httpx.Response:
     return httpx.post(f"{gw.url}/predict", json={"X": window.tolist()}, timeout=30)
 
 
 def test_reload_with_no_body_or_empty_object_keeps_the_default_alias(
-    gateway: GatewayProcess, trained: TrainedVersions
+    gateway: LiveGateway, trained: TrainedVersions
 ) -> None:
     for body in (b"", b"{}", b'{"alias": null}'):
         r = reload(gateway, body)
@@ -44,7 +49,7 @@ def test_reload_with_no_body_or_empty_object_keeps_the_default_alias(
 
 
 def test_reload_to_production_serves_version_2(
-    gateway: GatewayProcess, trained: TrainedVersions
+    gateway: LiveGateway, trained: TrainedVersions
 ) -> None:
     r = reload(gateway, b'{"alias": "Production"}')
     assert r.status_code == 200, r.text
@@ -79,7 +84,7 @@ def test_reload_to_production_serves_version_2(
     ],
 )
 def test_failed_reload_is_500_and_the_old_model_keeps_serving(
-    gateway: GatewayProcess,
+    gateway: LiveGateway,
     trained: TrainedVersions,
     bad_versions: BadVersions,
     alias: str,
@@ -112,7 +117,7 @@ def test_failed_reload_is_500_and_the_old_model_keeps_serving(
         (b'{"alias": ["a"]}', "got an array"),
     ],
 )
-def test_unreadable_reload_body_is_400(gateway: GatewayProcess, body: bytes, reason: str) -> None:
+def test_unreadable_reload_body_is_400(gateway: LiveGateway, body: bytes, reason: str) -> None:
     r = reload(gateway, body)
     assert r.status_code == 400
     detail = r.json()["detail"]

@@ -19,8 +19,14 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.conftest import Registry, TrainedVersions
-from tests.helpers import real_windows, record_figures, run_gateway, run_receiver
+from tests.helpers import (
+    Registry,
+    TrainedVersions,
+    real_windows,
+    record_figures,
+    run_gateway,
+    run_receiver,
+)
 
 STEADY_PREDICTIONS = int(os.environ.get("STEADY_PREDICTIONS", "10000"))
 CONCURRENCY = 64
