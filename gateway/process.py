@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import warnings
 
-import mlflow
-
 from gateway.logs import configure_logging
 from gateway.settings import Settings
 
 
 def prepare_process(settings: Settings, log_level: str = "info") -> None:
+    import mlflow  # here, not at import: a bad setting stops start-up without paying for it
+
     configure_logging(settings.log_format, log_level)
     # MLflow nags on every load of a version whose predict has no type hints (those logged
     # before the wrapper's got one); the wrapper's own check is the contract, so it is noise.
