@@ -11,6 +11,7 @@ limits are tested on real servers.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import numpy as np
 import uvicorn
 from starlette.testclient import TestClient
 
+from gateway.__main__ import server_options
 from gateway.app import create_app
 from gateway.errors import ReloadFailed
 from gateway.metrics import Metrics
@@ -121,25 +123,47 @@ class UnreachableSource(StandInSource):
 class ServerInThread:
     url: str
     server: uvicorn.Server
+    lines: list[str]  # what the gateway and uvicorn logged meanwhile
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+
+class _Lines(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
 
 
 @contextlib.contextmanager
 def serve_on_port(
     env: Mapping[str, str] | None = None, source: StandInSource | None = None
 ) -> Iterator[ServerInThread]:
-    """The app under a real uvicorn server on a free 127.0.0.1 port, in a thread of this
-    process (as httpx's own tests run theirs): for clients that need a URL, without a
-    subprocess, a registry or TensorFlow."""
-    app = create_app(settings_from(env), source=source or StandInSource(), metrics=Metrics())
+    """The app under a real uvicorn server with `python -m gateway`'s options (its connection
+    limits included) on a free 127.0.0.1 port, in a thread of this process, as httpx's own tests
+    run theirs: real sockets without a subprocess, a registry or TensorFlow."""
+    settings = settings_from(env)
+    app = create_app(settings, source=source or StandInSource(), metrics=Metrics())
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, **server_options(settings))
+    server = uvicorn.Server(config)
+    lines: list[str] = []
+    handler = _Lines(lines)
+    gateway_log = logging.getLogger("gateway")
+    level = gateway_log.level
+    gateway_log.setLevel(logging.INFO)  # the access log
+    logging.getLogger().addHandler(handler)
     thread = threading.Thread(target=server.run, name="uvicorn-in-process", daemon=True)
     thread.start()
     try:
         wait_for(lambda: server.started, 20, "the in-process server to start")
-        yield ServerInThread(f"http://127.0.0.1:{port}", server)
+        yield ServerInThread(f"http://127.0.0.1:{port}", server, lines)
     finally:
         server.should_exit = True
         thread.join(20)
+        logging.getLogger().removeHandler(handler)
+        gateway_log.setLevel(level)
