@@ -139,6 +139,13 @@ def live_gateway(
 
 
 @pytest.fixture
+def swappable_gateway(live_gateway: LiveGateway) -> Iterator[LiveGateway]:
+    """The live gateway for a test that moves what it serves: back on @staging afterwards."""
+    yield live_gateway
+    live_gateway.back_to_staging()
+
+
+@pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Outcome]:
     """A script's main() in this process (TensorFlow is loaded once), as the shell runs it."""
 

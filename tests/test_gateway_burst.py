@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
 import mlflow
@@ -17,13 +16,6 @@ from tests.helpers import (
     point_forecasts,
     real_windows,
 )
-
-
-@pytest.fixture
-def gateway(live_gateway: LiveGateway) -> Iterator[LiveGateway]:
-    """The live gateway, put back on @staging after each test."""
-    yield live_gateway
-    live_gateway.back_to_staging()
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +35,17 @@ async def burst(url: str, bodies: list[dict[str, object]]) -> list[httpx.Respons
 
 
 def test_each_response_in_a_burst_carries_its_own_windows_prediction(
-    gateway: LiveGateway, trained: TrainedVersions, expected: dict[str, np.ndarray]
+    swappable_gateway: LiveGateway, trained: TrainedVersions, expected: dict[str, np.ndarray]
 ) -> None:
     x = real_windows(96, seed=7)
-    responses = asyncio.run(burst(gateway.url, [{"X": w.tolist()} for w in x]))
+    responses = asyncio.run(burst(swappable_gateway.url, [{"X": w.tolist()} for w in x]))
     assert [r.status_code for r in responses] == [200] * len(x)
     got = np.array([r.json()["pred_btc_close_next"] for r in responses])
     np.testing.assert_allclose(got, expected[trained.staging], rtol=1e-5)
 
 
 def test_a_malformed_request_in_a_burst_gets_its_own_400(
-    gateway: LiveGateway, trained: TrainedVersions, expected: dict[str, np.ndarray]
+    swappable_gateway: LiveGateway, trained: TrainedVersions, expected: dict[str, np.ndarray]
 ) -> None:
     x = real_windows(96, seed=7)
     bodies: list[dict[str, object]] = [{"X": w.tolist()} for w in x[:48]]
@@ -63,7 +55,7 @@ def test_a_malformed_request_in_a_burst_gets_its_own_400(
     bad_at = {5: short, 17: {"X": negative.tolist()}, 30: short, 41: {"X": negative.tolist()}}
     for i, body in bad_at.items():
         bodies[i] = body
-    responses = asyncio.run(burst(gateway.url, bodies))
+    responses = asyncio.run(burst(swappable_gateway.url, bodies))
     for i, r in enumerate(responses):
         if i in bad_at:
             assert r.status_code == 400, r.text
@@ -78,7 +70,7 @@ def test_a_malformed_request_in_a_burst_gets_its_own_400(
 
 
 def test_a_reload_during_bursts_never_mixes_versions_in_an_answer(
-    gateway: LiveGateway, trained: TrainedVersions, expected: dict[str, np.ndarray]
+    swappable_gateway: LiveGateway, trained: TrainedVersions, expected: dict[str, np.ndarray]
 ) -> None:
     x = real_windows(96, seed=7)
     bodies = [{"X": w.tolist()} for w in x]
@@ -89,10 +81,12 @@ def test_a_reload_during_bursts_never_mixes_versions_in_an_answer(
             for alias in ("Production", "staging", "Production", "staging"):
                 reload = asyncio.create_task(
                     admin.post(
-                        f"{gateway.url}/reload", json={"alias": alias}, headers=gateway.admin
+                        f"{swappable_gateway.url}/reload",
+                        json={"alias": alias},
+                        headers=swappable_gateway.admin,
                     )
                 )
-                responses += await burst(gateway.url, bodies)
+                responses += await burst(swappable_gateway.url, bodies)
                 assert (await reload).status_code == 200
             return responses
 
