@@ -76,7 +76,10 @@ def test_a_reload_during_bursts_never_mixes_versions_in_an_answer(
     bodies = [{"X": w.tolist()} for w in x]
 
     async def scenario() -> list[httpx.Response]:
-        async with httpx.AsyncClient(timeout=60) as admin:
+        # A new connection per reload: a burst can outlast the gateway's idle timeout (5 s), and
+        # a kept-alive connection the server is closing just then fails the next reload.
+        no_keepalive = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=60, limits=no_keepalive) as admin:
             responses: list[httpx.Response] = []
             for alias in ("Production", "staging", "Production", "staging"):
                 reload = asyncio.create_task(
