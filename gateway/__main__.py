@@ -11,11 +11,13 @@ import os
 import resource
 import signal
 import sys
+from typing import Any
 
 import uvicorn
 
-from gateway.app import create_app, prepare_process
+from gateway.app import create_app
 from gateway.http_limits import HttpLimits, protocol_with
+from gateway.process import prepare_process
 from gateway.settings import Settings, SettingsError
 
 
@@ -42,14 +44,21 @@ def main(argv: list[str] | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
     uvicorn.run(
-        create_app(settings),
+        **server_options(settings, args.log_level),
+        app=create_app(settings),
         host=args.host,
         port=args.port,
-        log_level=args.log_level,
-        log_config=None,  # keep the handlers configure_logging installed (JSON or text)
-        access_log=False,  # the gateway writes its own line per request (gateway.access)
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
-        http=protocol_with(
+    )
+
+
+def server_options(settings: Settings, log_level: str = "info") -> dict[str, Any]:
+    """uvicorn's options for a gateway (tests run their in-process servers with the same)."""
+    return {
+        "log_level": log_level,
+        "log_config": None,  # keep the handlers configure_logging installed (JSON or text)
+        "access_log": False,  # the gateway writes its own line per request (gateway.access)
+        "timeout_graceful_shutdown": math.ceil(settings.shutdown_grace_seconds),
+        "http": protocol_with(
             HttpLimits(
                 idle_timeout=settings.http_idle_timeout,
                 read_timeout=settings.http_read_timeout,
@@ -58,8 +67,8 @@ def main(argv: list[str] | None = None) -> None:
             )
         ),
         # uvicorn's keep-alive timer, which the protocol also arms for a new connection.
-        timeout_keep_alive=settings.http_idle_timeout,
-    )
+        "timeout_keep_alive": settings.http_idle_timeout,
+    }
 
 
 def _warn_if_files_run_short(settings: Settings) -> None:

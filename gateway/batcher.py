@@ -16,7 +16,7 @@ import numpy as np
 
 from gateway.errors import GatewayError, ModelNotLoaded, PredictFailed
 from gateway.metrics import Metrics
-from gateway.model_store import Forecast, ServedModel
+from gateway.served_model import Forecast, ServedModel
 
 log = logging.getLogger("gateway.batcher")
 

@@ -38,7 +38,7 @@ class RequestLog:
         app: ASGIApp,
         metrics: Metrics,
         routes: frozenset[str],
-        current_version: Callable[[], str | None],
+        current_version: Callable[[Scope], str | None],
         enabled: bool = True,
     ) -> None:
         self.app = app
@@ -93,7 +93,7 @@ class RequestLog:
             children[0].inc()
             children[1].observe(elapsed)
             if self.enabled and access_log.isEnabledFor(logging.INFO):
-                version = state.get("model_version") or self.current_version()
+                version = state.get("model_version") or self.current_version(scope)
                 # The path as sent (still percent-encoded), escaped: a decoded %0d%0a would
                 # start a forged line.
                 path = escape(scope.get("raw_path", path.encode()).decode("latin-1"))

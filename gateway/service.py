@@ -7,14 +7,14 @@ from typing import Any
 
 from gateway.batcher import Batcher
 from gateway.metrics import Metrics
-from gateway.model_store import ModelStore
+from gateway.served_model import ServedModels
 from gateway.validation import PredictRequest
 from gateway.webhooks.delivery import CallbackSender
 
 
 @dataclass(frozen=True)
 class Gateway:
-    store: ModelStore
+    store: ServedModels
     batcher: Batcher
     callbacks: CallbackSender
     metrics: Metrics

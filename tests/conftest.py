@@ -1,60 +1,30 @@
-"""Session fixtures: a real `mlflow server` on a free port and tiny models trained with the
-project's own pipeline, shared by every test."""
+"""Session fixtures: a real `mlflow server` on a free port, tiny models trained with the
+project's own pipeline, and the one live gateway (a real process serving them), shared by every
+test. Tests import names from tests/helpers.py, never from here."""
 
 from __future__ import annotations
 
-import base64
 import importlib
 import os
-import socket
-import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from model_wrapper.training import TrainConfig
 from scripts.local_registry import start_mlflow_server, wait_until_healthy
-
-MODEL_NAME = "BTC_LSTM_Production"
-SEQ_LEN = 12
-N_CANDLES = 400  # enough for ~300 windows: a 1-epoch model in seconds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Registry:
-    uri: str
-    port: int
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def start(self) -> None:
-        self.process = start_mlflow_server(
-            self.data_dir, "127.0.0.1", self.port, self.data_dir / "server.log"
-        )
-        wait_until_healthy(self.uri, timeout=180, process=self.process)
-
-
-@dataclass(frozen=True)
-class TrainedVersions:
-    staging: str  # version behind @staging
-    production: str  # version behind @Production
+from tests.helpers import (
+    MODEL_NAME,
+    N_CANDLES,
+    SEQ_LEN,
+    BadVersions,
+    LiveGateway,
+    Outcome,
+    Registry,
+    TrainedVersions,
+    free_port,
+    run_gateway,
+    train_behind,
+)
 
 
 @pytest.fixture(scope="session")
@@ -101,18 +71,6 @@ def trained(registry: Registry) -> TrainedVersions:
     return TrainedVersions(staging=v1, production=v2)
 
 
-def train_behind(candles: pd.DataFrame, config: TrainConfig, alias: str) -> str:
-    """A tiny version behind `alias` whatever its holdout says: these tests serve models, the
-    quality gate has tests of its own (test_evidence.py)."""
-    from mlflow import MlflowClient
-
-    from model_wrapper.training import train_and_register
-
-    version = train_and_register(candles, config, MODEL_NAME, alias=None).version
-    MlflowClient().set_registered_model_alias(MODEL_NAME, alias, version)
-    return version
-
-
 BROKEN_MODEL_CODE = """
 import mlflow
 from mlflow.pyfunc import PythonModel
@@ -128,12 +86,6 @@ class Broken(PythonModel):
 
 mlflow.models.set_model(Broken())
 """
-
-
-@dataclass(frozen=True)
-class BadVersions:
-    broken: str  # behind @broken: its load_context raises
-    other_shape: str  # behind @short_window: trained for T=10
 
 
 @pytest.fixture(scope="session")
@@ -165,46 +117,32 @@ def bad_versions(
     return BadVersions(broken=broken, other_shape=short)
 
 
-@dataclass(frozen=True)
-class ClientGateway:
-    """A gateway with an admin token and the prediction log on, shared by the /docs, client and
-    prediction-log tests."""
-
-    url: str
-    pid: int
-    admin_token: str
-    callback_secret: str
-    prediction_log: Path
-
-
 @pytest.fixture(scope="session")
-def client_gateway(
+def live_gateway(
     registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ClientGateway]:
-    from tests.helpers import run_gateway  # helpers imports this module
-
-    log_dir = tmp_path_factory.mktemp("client-gateway")
+) -> Iterator[LiveGateway]:
+    """The one shared real gateway: `python -m gateway` serving @staging from the real registry
+    with TensorFlow, an admin token, signed callbacks, JSON logs and the prediction log
+    on. A test that
+    moves its alias puts it back; hot swaps and outages start gateways of their own."""
+    log_dir = tmp_path_factory.mktemp("live-gateway")
     env = {
         "MLFLOW_TRACKING_URI": registry.uri,
-        "GATEWAY_ADMIN_TOKEN": "client-test-token",
-        "CALLBACK_SECRET": "whsec_" + base64.b64encode(b"client-test-webhook-key").decode(),
+        "GATEWAY_ADMIN_TOKEN": LiveGateway.admin_token,
+        "CALLBACK_SECRET": LiveGateway.callback_secret,
+        "CALLBACK_TIMEOUT": str(LiveGateway.callback_timeout),
         "PREDICTION_LOG": str(log_dir / "predictions.jsonl"),
+        "LOG_FORMAT": "json",
     }
     with run_gateway(env, log_dir) as gw:
-        yield ClientGateway(
-            gw.url,
-            gw.process.pid,
-            env["GATEWAY_ADMIN_TOKEN"],
-            env["CALLBACK_SECRET"],
-            log_dir / "predictions.jsonl",
-        )
+        yield LiveGateway(gw.url, gw.process.pid, gw.log_path, log_dir / "predictions.jsonl")
 
 
-@dataclass(frozen=True)
-class Outcome:
-    returncode: int
-    stdout: str
-    stderr: str
+@pytest.fixture
+def swappable_gateway(live_gateway: LiveGateway) -> Iterator[LiveGateway]:
+    """The live gateway for a test that moves what it serves: back on @staging afterwards."""
+    yield live_gateway
+    live_gateway.back_to_staging()
 
 
 @pytest.fixture

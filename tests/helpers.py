@@ -1,25 +1,94 @@
-"""Real servers for tests: the gateway as a subprocess (webhook receivers: tests/receiver.py)."""
+"""What tests share: names and sizes, the registry and trained-version records, real servers
+(the gateway as a subprocess; webhook receivers are in tests/receiver.py) and small waits.
+
+Tests import from here, never from conftest (which holds only fixtures)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import numpy as np
+import pandas as pd
 
 from model_wrapper.features import window_from_candles
 from model_wrapper.synthetic import synthetic_candles
-from tests.conftest import SEQ_LEN, free_port
+from model_wrapper.training import TrainConfig
+from scripts.local_registry import start_mlflow_server, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
+MODEL_NAME = "BTC_LSTM_Production"
+SEQ_LEN = 12
+N_CANDLES = 400  # enough for ~300 windows: a 1-epoch model in seconds
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Registry:
+    uri: str
+    port: int
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def start(self) -> None:
+        self.process = start_mlflow_server(
+            self.data_dir, "127.0.0.1", self.port, self.data_dir / "server.log"
+        )
+        wait_until_healthy(self.uri, timeout=180, process=self.process)
+
+
+@dataclass(frozen=True)
+class TrainedVersions:
+    staging: str  # version behind @staging
+    production: str  # version behind @Production
+
+
+@dataclass(frozen=True)
+class BadVersions:
+    broken: str  # behind @broken: its load_context raises
+    other_shape: str  # behind @short_window: trained for T=10
+
+
+@dataclass(frozen=True)
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def train_behind(candles: pd.DataFrame, config: TrainConfig, alias: str) -> str:
+    """A tiny version behind `alias` whatever its holdout says: these tests serve models, the
+    quality gate has tests of its own (test_evidence.py)."""
+    from mlflow import MlflowClient
+
+    from model_wrapper.training import train_and_register
+
+    version = train_and_register(candles, config, MODEL_NAME, alias=None).version
+    MlflowClient().set_registered_model_alias(MODEL_NAME, alias, version)
+    return version
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -62,6 +131,37 @@ class GatewayProcess:
     def _loaded(self) -> bool:
         assert self.process.poll() is None, f"gateway exited:\n{self.log()[-3000:]}"
         return bool(self.health()["model_loaded"])
+
+
+@dataclass(frozen=True)
+class LiveGateway:
+    """The session's shared real gateway (conftest's `live_gateway`) and how it is set."""
+
+    url: str
+    pid: int
+    log_path: Path
+    prediction_log: Path
+    admin_token: ClassVar[str] = "client-test-token"
+    callback_secret: ClassVar[str] = (
+        "whsec_" + base64.b64encode(b"client-test-webhook-key").decode()
+    )
+    callback_timeout: ClassVar[float] = 1.0
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def health(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/health", timeout=5).json())
+
+    @property
+    def admin(self) -> dict[str, str]:
+        """The headers /reload needs."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def back_to_staging(self) -> None:
+        """Serve @staging again, for tests that moved the alias."""
+        r = httpx.post(f"{self.url}/reload", headers=self.admin, timeout=120)
+        assert r.status_code == 200, r.text
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:

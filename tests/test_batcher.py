@@ -11,7 +11,8 @@ import pytest
 from gateway.batcher import Batcher
 from gateway.errors import ModelNotLoaded, PredictFailed
 from gateway.metrics import Metrics
-from gateway.model_store import Forecast, ServedModel, as_forecasts
+from gateway.registry_source import as_forecasts
+from gateway.served_model import Forecast, ServedModel
 
 
 class RecordingModel:

@@ -34,21 +34,27 @@ from gateway.client import (
 from gateway.errors import NOT_LOADED_DETAIL, PREDICT_PREFIX, RELOAD_PREFIX
 from model_wrapper.features import window_from_candles
 from model_wrapper.synthetic import synthetic_candles
-from tests.conftest import SEQ_LEN, ClientGateway, TrainedVersions, free_port
-from tests.helpers import ROOT, GatewayProcess, real_windows, run_gateway
+from tests.helpers import (
+    ROOT,
+    SEQ_LEN,
+    LiveGateway,
+    TrainedVersions,
+    free_port,
+    real_windows,
+)
+from tests.in_process import ServerInThread, UnreachableSource, serve_on_port
 from tests.receiver import run_receiver
 
 
 @pytest.fixture(scope="module")
-def unloaded_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    """A gateway whose registry never answers: no model, ever (MODEL_LOAD_TIMEOUT=0)."""
-    env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}", "MODEL_LOAD_TIMEOUT": "0"}
-    with run_gateway(env, tmp_path_factory.mktemp("unloaded"), wait_loaded=False) as gw:
-        yield gw
+def unloaded_gateway() -> Iterator[ServerInThread]:
+    """The app under uvicorn in this process, its registry never answering: no model, ever."""
+    with serve_on_port({"MODEL_LOAD_TIMEOUT": "0"}, UnreachableSource()) as server:
+        yield server
 
 
 def test_importing_the_client_loads_neither_tensorflow_nor_mlflow(
-    client_gateway: ClientGateway,
+    live_gateway: LiveGateway,
 ) -> None:
     # A fresh interpreter in which TensorFlow, Keras and MLflow cannot be imported at all, as
     # on a client machine without them: the client must still build a window and predict.
@@ -65,7 +71,7 @@ sys.meta_path.insert(0, Absent())
 from gateway.client import GatewayClient
 from model_wrapper.synthetic import synthetic_candles
 
-with GatewayClient({client_gateway.url!r}) as gw:
+with GatewayClient({live_gateway.url!r}) as gw:
     answer = gw.predict(synthetic_candles(80, seed=5))
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "mlflow"))
 print(answer.pred_btc_close_next, heavy)
@@ -79,10 +85,10 @@ print(answer.pred_btc_close_next, heavy)
     assert heavy.strip() == "[]"
 
 
-def test_sync_client_every_method(client_gateway: ClientGateway, trained: TrainedVersions) -> None:
+def test_sync_client_every_method(live_gateway: LiveGateway, trained: TrainedVersions) -> None:
     candles = synthetic_candles(80, seed=11)
     window = window_from_candles(candles, SEQ_LEN)
-    with GatewayClient(client_gateway.url, admin_token=client_gateway.admin_token) as gw:
+    with GatewayClient(live_gateway.url, admin_token=live_gateway.admin_token) as gw:
         health = gw.health()
         assert isinstance(health, Health)
         assert (health.status, health.model_loaded) == ("ok", True)
@@ -108,10 +114,10 @@ def test_sync_client_every_method(client_gateway: ClientGateway, trained: Traine
 
 
 def test_sync_client_error_classes_carry_status_and_the_specs_detail(
-    client_gateway: ClientGateway, unloaded_gateway: GatewayProcess
+    live_gateway: LiveGateway, unloaded_gateway: ServerInThread
 ) -> None:
     window = real_windows(1)[0]
-    with GatewayClient(client_gateway.url, admin_token=client_gateway.admin_token) as gw:
+    with GatewayClient(live_gateway.url, admin_token=live_gateway.admin_token) as gw:
         with pytest.raises(PredictFailed) as bad_shape:
             gw.predict([[1.0, 2.0]])
         assert bad_shape.value.status_code == 400
@@ -134,7 +140,7 @@ def test_sync_client_error_classes_carry_status_and_the_specs_detail(
         )
         with pytest.raises(TypeError, match="X must be"):
             gw.predict("not a window")
-    with GatewayClient(client_gateway.url, admin_token="wrong") as intruder:
+    with GatewayClient(live_gateway.url, admin_token="wrong") as intruder:
         with pytest.raises(Unauthorized) as denied:
             intruder.reload()
         assert denied.value.status_code == 401
@@ -155,16 +161,14 @@ def test_sync_client_error_classes_carry_status_and_the_specs_detail(
 
 
 def test_async_client_every_method_and_errors(
-    client_gateway: ClientGateway, unloaded_gateway: GatewayProcess, trained: TrainedVersions
+    live_gateway: LiveGateway, unloaded_gateway: ServerInThread, trained: TrainedVersions
 ) -> None:
     windows = real_windows(8, seed=300)
-    with GatewayClient(client_gateway.url) as sync:
+    with GatewayClient(live_gateway.url) as sync:
         alone = [sync.predict(w).pred_btc_close_next for w in windows]
 
     async def scenario() -> None:
-        async with AsyncGatewayClient(
-            client_gateway.url, admin_token=client_gateway.admin_token
-        ) as gw:
+        async with AsyncGatewayClient(live_gateway.url, admin_token=live_gateway.admin_token) as gw:
             assert (await gw.health()).model_loaded is True
             assert (await gw.ready()).ready is True
             answers = await asyncio.gather(*(gw.predict(w) for w in windows))
@@ -179,7 +183,7 @@ def test_async_client_every_method_and_errors(
             assert bad.value.detail.startswith(PREDICT_PREFIX)
             with pytest.raises(ReloadFailed):
                 await gw.reload("no-such-alias", timeout=60)
-        async with AsyncGatewayClient(client_gateway.url) as anonymous:
+        async with AsyncGatewayClient(live_gateway.url) as anonymous:
             with pytest.raises(Unauthorized):
                 await anonymous.reload()
         async with AsyncGatewayClient(unloaded_gateway.url) as unloaded:
@@ -194,20 +198,20 @@ def test_async_client_every_method_and_errors(
 
 
 def test_verify_webhook_accepts_the_gateways_signature_and_refuses_tampering(
-    client_gateway: ClientGateway,
+    live_gateway: LiveGateway,
 ) -> None:
-    with run_receiver("ok") as receiver, GatewayClient(client_gateway.url) as gw:
+    with run_receiver("ok") as receiver, GatewayClient(live_gateway.url) as gw:
         answer = gw.predict(real_windows(1)[0], receiver.url, {"order": 7})
         assert answer.posted_to_callback is True
         headers, body = receiver.received[-1]
-    payload = verify_webhook(client_gateway.callback_secret, headers, body)
+    payload = verify_webhook(live_gateway.callback_secret, headers, body)
     assert payload["pred_btc_close_next"] == answer.pred_btc_close_next
     assert payload["metadata"] == {"order": 7}
     tampered = json.dumps({**payload, "pred_btc_close_next": 1.0}).encode()
     with pytest.raises(WebhookVerificationError):
-        verify_webhook(client_gateway.callback_secret, headers, tampered)
+        verify_webhook(live_gateway.callback_secret, headers, tampered)
     with pytest.raises(WebhookVerificationError):
         verify_webhook("whsec_" + "QUFBQUFBQUFBQUFB", headers, body)
     unsigned = {k: v for k, v in headers.items() if not k.lower().startswith("webhook-")}
     with pytest.raises(WebhookVerificationError):
-        verify_webhook(client_gateway.callback_secret, unsigned, body)
+        verify_webhook(live_gateway.callback_secret, unsigned, body)

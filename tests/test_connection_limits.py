@@ -1,5 +1,6 @@
-"""Slow, idle, oversized and too many connections, on raw sockets against a gateway process
-(gateway/http_limits.py). Each test records what it measured (`pytest -s` prints it)."""
+"""Slow, idle, oversized and too many connections, on raw sockets against the app under uvicorn
+with the gateway's protocol (gateway/http_limits.py) in this process, and a gateway process for
+the open-file limit. Each test records what it measured (`pytest -s` prints it)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,14 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import Registry, TrainedVersions
-from tests.helpers import GatewayProcess, record_figures, run_gateway, wait_for
+from tests.helpers import (
+    Registry,
+    TrainedVersions,
+    record_figures,
+    run_gateway,
+    wait_for,
+)
+from tests.in_process import ServerInThread, serve_on_port
 
 IDLE = 1  # HTTP_IDLE_TIMEOUT, seconds
 READ = 2  # HTTP_READ_TIMEOUT, seconds
@@ -24,20 +31,19 @@ PATIENCE = 10.0  # how long a client waits before concluding the server would wa
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
+def gateway() -> Iterator[ServerInThread]:
+    """The app with a stand-in model under uvicorn with the gateway's own protocol and limits,
+    in this process (the limits live in the socket layer, not in the model)."""
     env = {
-        "MLFLOW_TRACKING_URI": registry.uri,
         "HTTP_IDLE_TIMEOUT": str(IDLE),
         "HTTP_READ_TIMEOUT": str(READ),
         "HTTP_MAX_HEADER_BYTES": str(HEADER_CAP),
     }
-    with run_gateway(env, tmp_path_factory.mktemp("gw")) as gw:
-        yield gw
+    with serve_on_port(env) as server:
+        yield server
 
 
-def connect(gw: GatewayProcess) -> socket.socket:
+def connect(gw: ServerInThread) -> socket.socket:
     host, port = gw.url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=PATIENCE)
     return sock
@@ -78,7 +84,7 @@ def status_of(answer: bytes | None) -> int:
     return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
 
 
-def test_idle_connection_is_closed(gateway: GatewayProcess, tmp_path: Path) -> None:
+def test_idle_connection_is_closed(gateway: ServerInThread, tmp_path: Path) -> None:
     with connect(gateway) as sock:
         began = time.monotonic()
         answer = read_until_closed(sock)  # nothing sent: the server must hang up by itself
@@ -89,7 +95,7 @@ def test_idle_connection_is_closed(gateway: GatewayProcess, tmp_path: Path) -> N
     assert answer == b""
 
 
-def test_trickled_headers_get_408(gateway: GatewayProcess, tmp_path: Path) -> None:
+def test_trickled_headers_get_408(gateway: ServerInThread, tmp_path: Path) -> None:
     with connect(gateway) as sock:
         began = time.monotonic()
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
@@ -104,7 +110,7 @@ def test_trickled_headers_get_408(gateway: GatewayProcess, tmp_path: Path) -> No
     assert b"request not received within 2 s" in answer
 
 
-def test_trickled_body_gets_408_and_is_counted_408(gateway: GatewayProcess, tmp_path: Path) -> None:
+def test_trickled_body_gets_408_and_is_counted_408(gateway: ServerInThread, tmp_path: Path) -> None:
     with connect(gateway) as sock:
         began = time.monotonic()
         sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
@@ -123,7 +129,7 @@ def test_trickled_body_gets_408_and_is_counted_408(gateway: GatewayProcess, tmp_
 
 
 def test_oversized_head_gets_431_without_being_buffered(
-    gateway: GatewayProcess, tmp_path: Path
+    gateway: ServerInThread, tmp_path: Path
 ) -> None:
     # A header value that never ends, in 64 KiB pieces: the server must stop it near the cap.
     sent = 0

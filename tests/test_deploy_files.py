@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import base64
 import json
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -169,12 +168,10 @@ def test_dockerfile_healthcheck_is_valid_python_hitting_health_on_the_port() -> 
 # Routes and ports
 
 
-def gateway_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
+def gateway_routes() -> dict[str, set[str]]:
     from gateway.app import create_app
 
-    # The app's model store makes its cache directory up front: keep it inside tmp_path. The
-    # lifespan (registry calls, process-global tracking URI) never runs: routes are all we need.
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    # Building the app acquires nothing (its lifespan does, and never runs here).
     app = create_app(Settings())
     return {
         route.path: set(getattr(route, "methods", None) or ())
@@ -184,9 +181,9 @@ def gateway_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str,
 
 
 def test_probe_paths_are_get_routes_of_the_gateway(
-    k8s: dict[str, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    k8s: dict[str, dict[str, Any]],
 ) -> None:
-    routes = gateway_routes(tmp_path, monkeypatch)
+    routes = gateway_routes()
     c = container(k8s)
     probes = {name: c[name]["httpGet"] for name in ("startupProbe", "livenessProbe")}
     assert probes["livenessProbe"]["path"] == "/health"

@@ -14,8 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 from playwright.sync_api import sync_playwright
 
-from tests.conftest import ClientGateway
-from tests.helpers import require_debian_tool
+from tests.helpers import LiveGateway, require_debian_tool
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -27,12 +26,12 @@ CHROMIUM_ARGS = [
 ]
 
 
-def test_docs_page_and_assets_are_served_by_the_gateway(client_gateway: ClientGateway) -> None:
-    page = httpx.get(f"{client_gateway.url}/docs")
+def test_docs_page_and_assets_are_served_by_the_gateway(live_gateway: LiveGateway) -> None:
+    page = httpx.get(f"{live_gateway.url}/docs")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    bundle = httpx.get(f"{client_gateway.url}/docs/assets/swagger-ui-bundle.js")
+    bundle = httpx.get(f"{live_gateway.url}/docs/assets/swagger-ui-bundle.js")
     assert bundle.status_code == 200
     # Swagger UI 4.x renders an OpenAPI 3.1 document as a blank page.
     version = bundle.text.split('PACKAGE_VERSION:"', 1)[1].split('"', 1)[0]
@@ -40,10 +39,10 @@ def test_docs_page_and_assets_are_served_by_the_gateway(client_gateway: ClientGa
 
 
 def test_swagger_ui_lists_the_routes_and_try_it_out_predicts(
-    client_gateway: ClientGateway, tmp_path: Path
+    live_gateway: LiveGateway, tmp_path: Path
 ) -> None:
     chromium = require_debian_tool("chromium", "chromium")
-    origin = client_gateway.url
+    origin = live_gateway.url
     requested: list[str] = []
     problems: list[str] = []
     with sync_playwright() as p:

@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from model_wrapper.data import DataSource, load_data
 from model_wrapper.synthetic import synthetic_candles
 from model_wrapper.training import TrainConfig, train_and_register
-from tests.conftest import Outcome, Registry
+from tests.helpers import Outcome, Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"

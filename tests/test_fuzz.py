@@ -45,8 +45,15 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from gateway.errors import PREDICT_PREFIX, RELOAD_PREFIX
 from gateway.validation import InvalidRequest, parse_predict
 from model_wrapper.pyfunc import PRICE_LEVELS, VOLUME, check_windows
-from tests.conftest import SEQ_LEN, Registry, TrainedVersions
-from tests.helpers import GatewayProcess, real_windows, record_figures, run_gateway
+from tests.helpers import (
+    SEQ_LEN,
+    GatewayProcess,
+    Registry,
+    TrainedVersions,
+    real_windows,
+    record_figures,
+    run_gateway,
+)
 from tests.receiver import run_receiver
 
 FUZZ_CASES = int(os.environ.get("FUZZ_CASES", "150"))

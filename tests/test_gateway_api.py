@@ -1,4 +1,7 @@
-"""The spec's API against a real gateway process, a real registry and real webhook receivers."""
+"""The spec's API: payloads, validation and error mapping against the app in this process with a
+stand-in model (tests/in_process.py) and real webhook receivers; end to end against the live
+gateway (real registry, TensorFlow model, `python -m gateway`); start-up against gateway
+processes of their own."""
 
 from __future__ import annotations
 
@@ -11,22 +14,35 @@ import mlflow
 import numpy as np
 import orjson
 import pytest
+from starlette.testclient import TestClient
 
 from gateway.errors import NOT_LOADED_DETAIL
-from tests.conftest import MODEL_NAME, Registry, TrainedVersions, free_port
-from tests.helpers import GatewayProcess, real_windows, run_gateway
+from tests.helpers import (
+    MODEL_NAME,
+    LiveGateway,
+    Registry,
+    TrainedVersions,
+    free_port,
+    real_windows,
+    run_gateway,
+    wait_for,
+)
+from tests.in_process import (
+    INTERVAL_LEVEL,
+    StandInSource,
+    expected_forecast,
+    serve_in_process,
+)
 from tests.receiver import run_receiver
 
 CALLBACK_TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    env = {"MLFLOW_TRACKING_URI": registry.uri, "CALLBACK_TIMEOUT": str(CALLBACK_TIMEOUT)}
-    with run_gateway(env, tmp_path_factory.mktemp("gw")) as gw:
-        yield gw
+def app() -> Iterator[TestClient]:
+    """The app in this process, serving stand-in version 1 behind @staging."""
+    with serve_in_process({"CALLBACK_TIMEOUT": str(CALLBACK_TIMEOUT)}) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +50,13 @@ def staging_pyfunc(trained: TrainedVersions) -> mlflow.pyfunc.PyFuncModel:
     return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{trained.staging}")
 
 
-def post(
-    gw: GatewayProcess,
-    path: str,
-    body: object = None,
-    raw: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    content = raw if raw is not None else (orjson.dumps(body) if body is not None else b"")
-    return httpx.post(f"{gw.url}{path}", content=content, headers=headers or {}, timeout=30)
+# End to end: the live gateway serving the real model ----------------------------------------
 
 
-def test_health_reports_the_loaded_model(gateway: GatewayProcess, trained: TrainedVersions) -> None:
-    r = httpx.get(f"{gateway.url}/health")
+def test_health_reports_the_loaded_model(
+    live_gateway: LiveGateway, trained: TrainedVersions
+) -> None:
+    r = httpx.get(f"{live_gateway.url}/health")
     assert r.status_code == 200
     assert r.json() == {
         "status": "ok",
@@ -57,12 +67,14 @@ def test_health_reports_the_loaded_model(gateway: GatewayProcess, trained: Train
 
 
 def test_predict_equals_the_pyfuncs_own_output(
-    gateway: GatewayProcess, staging_pyfunc: mlflow.pyfunc.PyFuncModel, trained: TrainedVersions
+    live_gateway: LiveGateway,
+    staging_pyfunc: mlflow.pyfunc.PyFuncModel,
+    trained: TrainedVersions,
 ) -> None:
     x = real_windows(5)
     expected = staging_pyfunc.predict(x.astype(np.float32))
     for window, row in zip(x, expected.itertuples(index=False), strict=True):
-        r = post(gateway, "/predict", {"X": window.tolist()})
+        r = httpx.post(f"{live_gateway.url}/predict", json={"X": window.tolist()}, timeout=30)
         assert r.status_code == 200, r.text
         assert r.json() == {
             "pred_btc_close_next": pytest.approx(row.pred_btc_close_next, rel=1e-5),
@@ -78,21 +90,65 @@ def test_predict_equals_the_pyfuncs_own_output(
 
 
 def test_predict_takes_an_integer_window_like_the_pyfunc(
-    gateway: GatewayProcess, staging_pyfunc: mlflow.pyfunc.PyFuncModel
+    live_gateway: LiveGateway, staging_pyfunc: mlflow.pyfunc.PyFuncModel
 ) -> None:
     """The gateway door of the input contract (tests/test_input_contract.py): JSON integers."""
     window = np.round(real_windows(1)[0]).astype(np.int64)
     expected = staging_pyfunc.predict(window.tolist())["pred_btc_close_next"][0]
-    r = post(gateway, "/predict", {"X": window.tolist()})
+    r = httpx.post(f"{live_gateway.url}/predict", json={"X": window.tolist()}, timeout=30)
     assert r.status_code == 200, r.text
     assert r.json()["pred_btc_close_next"] == pytest.approx(expected, rel=1e-5)
 
 
-def test_predict_reads_json_whatever_the_content_type(gateway: GatewayProcess) -> None:
+# In this process, with the stand-in model ---------------------------------------------------
+
+
+def test_in_process_health_and_predict_answer_with_the_stand_in(app: TestClient) -> None:
+    assert app.get("/health").json() == {
+        "status": "ok",
+        "model_loaded": True,
+        "model_alias": "staging",
+        "model_version": "1",
+    }
+    for window in real_windows(3):
+        r = app.post("/predict", json={"X": window.tolist()})
+        assert r.status_code == 200, r.text
+        value = expected_forecast(window, "1")
+        assert r.json() == {
+            "pred_btc_close_next": pytest.approx(value, rel=1e-6),
+            "posted_to_callback": False,
+            "model_alias": "staging",
+            "model_version": "1",
+            "pred_interval": {
+                "lower": pytest.approx(value * 0.99, rel=1e-6),
+                "upper": pytest.approx(value * 1.01, rel=1e-6),
+                "level": INTERVAL_LEVEL,
+            },
+        }
+
+
+def test_predict_reads_json_whatever_the_content_type(app: TestClient) -> None:
     body = orjson.dumps({"X": real_windows(1)[0].tolist()})
     for content_type in ("text/plain", "application/x-www-form-urlencoded", ""):
-        r = post(gateway, "/predict", raw=body, headers={"Content-Type": content_type})
+        r = app.post("/predict", content=body, headers={"Content-Type": content_type})
         assert r.status_code == 200, (content_type, r.text)
+
+
+def test_predict_is_503_with_the_spec_text_until_a_model_is_loaded() -> None:
+    source = StandInSource()
+    source.gate.clear()  # the start-up load waits
+    with serve_in_process(source=source, wait_loaded=False) as client:
+        r = client.post("/predict", json={"X": real_windows(1)[0].tolist()})
+        assert (r.status_code, r.json()) == (503, {"detail": NOT_LOADED_DETAIL})
+        assert client.get("/health").json()["model_loaded"] is False
+        source.gate.set()
+        wait_for(lambda: client.get("/health").json()["model_loaded"], 10, "the load")
+        assert client.post("/predict", json={"X": real_windows(1)[0].tolist()}).status_code == 200
+
+
+def post(gw_url: str, path: str, body: object = None) -> httpx.Response:
+    content = orjson.dumps(body) if body is not None else b""
+    return httpx.post(f"{gw_url}{path}", content=content, timeout=30)
 
 
 def _window() -> list[list[float]]:
@@ -168,9 +224,9 @@ BAD_PREDICT_BODIES: dict[str, tuple[bytes, str]] = {
 
 
 @pytest.mark.parametrize("case", list(BAD_PREDICT_BODIES))
-def test_bad_predict_bodies_get_400_with_the_reason(gateway: GatewayProcess, case: str) -> None:
+def test_bad_predict_bodies_get_400_with_the_reason(app: TestClient, case: str) -> None:
     body, reason = BAD_PREDICT_BODIES[case]
-    r = post(gateway, "/predict", raw=body)
+    r = app.post("/predict", content=body)
     assert r.status_code == 400, r.text
     detail = r.json()["detail"]
     assert detail.startswith("예측 실패: ")
@@ -178,15 +234,11 @@ def test_bad_predict_bodies_get_400_with_the_reason(gateway: GatewayProcess, cas
     assert len(detail) < 600  # the input is never echoed back
 
 
-def test_callback_receives_the_spec_payload(
-    gateway: GatewayProcess, trained: TrainedVersions
-) -> None:
+def test_callback_receives_the_spec_payload(app: TestClient) -> None:
     metadata = {"request_id": "abc-123", "user_id": "user-456"}
     with run_receiver("ok") as receiver:
-        r = post(
-            gateway,
-            "/predict",
-            {"X": _window(), "callback_url": receiver.url, "metadata": metadata},
+        r = app.post(
+            "/predict", json={"X": _window(), "callback_url": receiver.url, "metadata": metadata}
         )
         assert r.status_code == 200, r.text
         answer = r.json()
@@ -199,7 +251,7 @@ def test_callback_receives_the_spec_payload(
         "pred_btc_close_next": answer["pred_btc_close_next"],
         "metadata": metadata,
         "model_alias": "staging",
-        "model_version": trained.staging,
+        "model_version": "1",
         "pred_interval": answer["pred_interval"],
     }
     interval = answer["pred_interval"]
@@ -207,41 +259,41 @@ def test_callback_receives_the_spec_payload(
     assert interval["lower"] < interval["upper"]
 
 
-def test_callback_without_metadata_sends_null(gateway: GatewayProcess) -> None:
+def test_callback_without_metadata_sends_null(app: TestClient) -> None:
     with run_receiver("ok") as receiver:
-        r = post(gateway, "/predict", {"X": _window(), "callback_url": receiver.url})
+        r = app.post("/predict", json={"X": _window(), "callback_url": receiver.url})
         assert r.json()["posted_to_callback"] is True
         assert orjson.loads(receiver.received[0][1])["metadata"] is None
 
 
 @pytest.mark.parametrize("mode", ["refused", "error", "slow"])
-def test_failed_callback_never_fails_the_prediction(gateway: GatewayProcess, mode: str) -> None:
+def test_failed_callback_never_fails_the_prediction(app: TestClient, mode: str) -> None:
     with run_receiver(
         "slow" if mode == "slow" else "error", delay=CALLBACK_TIMEOUT + 2
     ) as receiver:
         url = f"http://127.0.0.1:{free_port()}/hook" if mode == "refused" else receiver.url
         started = time.monotonic()
-        r = post(gateway, "/predict", {"X": _window(), "callback_url": url})
+        r = app.post("/predict", json={"X": _window(), "callback_url": url})
         elapsed = time.monotonic() - started
     assert r.status_code == 200, r.text
     answer = r.json()
     assert answer["posted_to_callback"] is False
     assert answer["callback_error"]
     assert answer["pred_btc_close_next"] > 0
-    # Within the budget plus a margin for the model call and process scheduling.
+    # Within the budget plus a margin for the model call and thread scheduling.
     assert elapsed < CALLBACK_TIMEOUT + 1.5, elapsed
 
 
-def test_unknown_route_and_method_get_json_errors(gateway: GatewayProcess) -> None:
-    r = httpx.get(f"{gateway.url}/nope")
+def test_unknown_route_and_method_get_json_errors(app: TestClient) -> None:
+    r = app.get("/nope")
     assert (r.status_code, r.json()) == (404, {"detail": "Not Found"})
-    r = httpx.get(f"{gateway.url}/predict")
+    r = app.get("/predict")
     assert r.status_code == 405
     assert r.json() == {"detail": "Method Not Allowed"}
 
 
-def test_openapi_document_names_the_spec_title_version_and_schemas(gateway: GatewayProcess) -> None:
-    doc = httpx.get(f"{gateway.url}/openapi.json").json()
+def test_openapi_document_names_the_spec_title_version_and_schemas(app: TestClient) -> None:
+    doc = app.get("/openapi.json").json()
     assert doc["info"] == {"title": "LSTM Inference with MLflow PyFunc", "version": "2.0.0"}
     assert set(doc["paths"]) >= {"/health", "/reload", "/predict"}
     schemas = doc["components"]["schemas"]
@@ -276,13 +328,13 @@ def test_startup_waits_for_the_registry_then_loads(
             "model_alias": None,
             "model_version": None,
         }
-        r = post(gw, "/predict", {"X": _window()})
+        r = post(gw.url, "/predict", {"X": _window()})
         assert (r.status_code, r.json()) == (503, {"detail": NOT_LOADED_DETAIL})
         # A second registry process over the same SQLite store and artifacts.
         late.start()
         try:
             gw.wait_loaded(timeout=120)
-            assert post(gw, "/predict", {"X": _window()}).status_code == 200
+            assert post(gw.url, "/predict", {"X": _window()}).status_code == 200
             assert "model not ready (attempt 1)" in gw.log()
         finally:
             late.stop()
@@ -297,10 +349,8 @@ def test_after_the_startup_timeout_the_server_runs_and_reload_loads(
         "MODEL_LOAD_TIMEOUT": "0.5",
     }
     with run_gateway(env, tmp_path, wait_loaded=False) as gw:
-        from tests.helpers import wait_for
-
         wait_for(lambda: "giving up loading" in gw.log(), 60, "the start-up retries to give up")
         assert gw.health()["model_loaded"] is False
-        r = post(gw, "/reload")
+        r = post(gw.url, "/reload")
         assert r.status_code == 500
         assert r.json()["detail"].startswith("모델 리로드 실패: registry unreachable")

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
 import mlflow
 import numpy as np
 import pytest
 
-from tests.conftest import MODEL_NAME, Registry, TrainedVersions
-from tests.helpers import GatewayProcess, point_forecasts, real_windows, run_gateway
-
-
-@pytest.fixture(scope="module")
-def gateway(
-    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    with run_gateway({"MLFLOW_TRACKING_URI": registry.uri}, tmp_path_factory.mktemp("gw")) as gw:
-        yield gw
+from tests.helpers import (
+    MODEL_NAME,
+    LiveGateway,
+    TrainedVersions,
+    point_forecasts,
+    real_windows,
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +35,17 @@ async def burst(url: str, bodies: list[dict[str, object]]) -> list[httpx.Respons
 
 
 def test_each_response_in_a_burst_carries_its_own_windows_prediction(
-    gateway: GatewayProcess, trained: TrainedVersions, expected: dict[str, np.ndarray]
+    swappable_gateway: LiveGateway, trained: TrainedVersions, expected: dict[str, np.ndarray]
 ) -> None:
     x = real_windows(96, seed=7)
-    responses = asyncio.run(burst(gateway.url, [{"X": w.tolist()} for w in x]))
+    responses = asyncio.run(burst(swappable_gateway.url, [{"X": w.tolist()} for w in x]))
     assert [r.status_code for r in responses] == [200] * len(x)
     got = np.array([r.json()["pred_btc_close_next"] for r in responses])
     np.testing.assert_allclose(got, expected[trained.staging], rtol=1e-5)
 
 
 def test_a_malformed_request_in_a_burst_gets_its_own_400(
-    gateway: GatewayProcess, trained: TrainedVersions, expected: dict[str, np.ndarray]
+    swappable_gateway: LiveGateway, trained: TrainedVersions, expected: dict[str, np.ndarray]
 ) -> None:
     x = real_windows(96, seed=7)
     bodies: list[dict[str, object]] = [{"X": w.tolist()} for w in x[:48]]
@@ -59,7 +55,7 @@ def test_a_malformed_request_in_a_burst_gets_its_own_400(
     bad_at = {5: short, 17: {"X": negative.tolist()}, 30: short, 41: {"X": negative.tolist()}}
     for i, body in bad_at.items():
         bodies[i] = body
-    responses = asyncio.run(burst(gateway.url, bodies))
+    responses = asyncio.run(burst(swappable_gateway.url, bodies))
     for i, r in enumerate(responses):
         if i in bad_at:
             assert r.status_code == 400, r.text
@@ -74,19 +70,26 @@ def test_a_malformed_request_in_a_burst_gets_its_own_400(
 
 
 def test_a_reload_during_bursts_never_mixes_versions_in_an_answer(
-    gateway: GatewayProcess, trained: TrainedVersions, expected: dict[str, np.ndarray]
+    swappable_gateway: LiveGateway, trained: TrainedVersions, expected: dict[str, np.ndarray]
 ) -> None:
     x = real_windows(96, seed=7)
     bodies = [{"X": w.tolist()} for w in x]
 
     async def scenario() -> list[httpx.Response]:
-        async with httpx.AsyncClient(timeout=60) as admin:
+        # A new connection per reload: a burst can outlast the gateway's idle timeout (5 s), and
+        # a kept-alive connection the server is closing just then fails the next reload.
+        no_keepalive = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=60, limits=no_keepalive) as admin:
             responses: list[httpx.Response] = []
             for alias in ("Production", "staging", "Production", "staging"):
                 reload = asyncio.create_task(
-                    admin.post(f"{gateway.url}/reload", json={"alias": alias})
+                    admin.post(
+                        f"{swappable_gateway.url}/reload",
+                        json={"alias": alias},
+                        headers=swappable_gateway.admin,
+                    )
                 )
-                responses += await burst(gateway.url, bodies)
+                responses += await burst(swappable_gateway.url, bodies)
                 assert (await reload).status_code == 200
             return responses
 

@@ -3,38 +3,34 @@ model serving."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import mlflow
 import numpy as np
 import pytest
 
-from tests.conftest import MODEL_NAME, BadVersions, Registry, TrainedVersions
-from tests.helpers import GatewayProcess, point_forecasts, real_windows, run_gateway
+from tests.helpers import (
+    MODEL_NAME,
+    BadVersions,
+    LiveGateway,
+    TrainedVersions,
+    point_forecasts,
+    real_windows,
+)
 
 
-@pytest.fixture(scope="module")
-def gateway(
-    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    with run_gateway({"MLFLOW_TRACKING_URI": registry.uri}, tmp_path_factory.mktemp("gw")) as gw:
-        yield gw
+def reload(gw: LiveGateway, body: bytes = b"") -> httpx.Response:
+    return httpx.post(f"{gw.url}/reload", content=body, headers=gw.admin, timeout=60)
 
 
-def reload(gw: GatewayProcess, body: bytes = b"") -> httpx.Response:
-    return httpx.post(f"{gw.url}/reload", content=body, timeout=60)
-
-
-def predict(gw: GatewayProcess, window: np.ndarray) -> httpx.Response:
+def predict(gw: LiveGateway, window: np.ndarray) -> httpx.Response:
     return httpx.post(f"{gw.url}/predict", json={"X": window.tolist()}, timeout=30)
 
 
 def test_reload_with_no_body_or_empty_object_keeps_the_default_alias(
-    gateway: GatewayProcess, trained: TrainedVersions
+    swappable_gateway: LiveGateway, trained: TrainedVersions
 ) -> None:
     for body in (b"", b"{}", b'{"alias": null}'):
-        r = reload(gateway, body)
+        r = reload(swappable_gateway, body)
         assert r.status_code == 200, r.text
         assert r.json() == {
             "status": "reloaded",
@@ -44,23 +40,23 @@ def test_reload_with_no_body_or_empty_object_keeps_the_default_alias(
 
 
 def test_reload_to_production_serves_version_2(
-    gateway: GatewayProcess, trained: TrainedVersions
+    swappable_gateway: LiveGateway, trained: TrainedVersions
 ) -> None:
-    r = reload(gateway, b'{"alias": "Production"}')
+    r = reload(swappable_gateway, b'{"alias": "Production"}')
     assert r.status_code == 200, r.text
     assert r.json() == {
         "status": "reloaded",
         "model_alias": "Production",
         "model_version": trained.production,
     }
-    assert gateway.health()["model_version"] == trained.production
+    assert swappable_gateway.health()["model_version"] == trained.production
     x = real_windows(3)
     v2 = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{trained.production}")
     v1 = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{trained.staging}")
     expected = point_forecasts(v2, x)
     assert not np.allclose(expected, point_forecasts(v1, x), rtol=1e-7)
     for window, value in zip(x, expected, strict=True):
-        answer = predict(gateway, window).json()
+        answer = predict(swappable_gateway, window).json()
         assert answer["model_alias"] == "Production"
         assert answer["model_version"] == trained.production
         assert answer["pred_btc_close_next"] == pytest.approx(float(value), rel=1e-5)
@@ -79,24 +75,24 @@ def test_reload_to_production_serves_version_2(
     ],
 )
 def test_failed_reload_is_500_and_the_old_model_keeps_serving(
-    gateway: GatewayProcess,
+    swappable_gateway: LiveGateway,
     trained: TrainedVersions,
     bad_versions: BadVersions,
     alias: str,
     reason: str,
 ) -> None:
-    before = reload(gateway, b'{"alias": "Production"}').json()
-    r = reload(gateway, f'{{"alias": "{alias}"}}'.encode())
+    before = reload(swappable_gateway, b'{"alias": "Production"}').json()
+    r = reload(swappable_gateway, f'{{"alias": "{alias}"}}'.encode())
     assert r.status_code == 500
     assert r.json()["detail"].startswith("모델 리로드 실패: ")
     assert reason in r.json()["detail"]
-    health = gateway.health()
+    health = swappable_gateway.health()
     assert (health["model_loaded"], health["model_alias"], health["model_version"]) == (
         True,
         "Production",
         before["model_version"],
     )
-    answer = predict(gateway, real_windows(1)[0])
+    answer = predict(swappable_gateway, real_windows(1)[0])
     assert answer.status_code == 200
     assert answer.json()["model_version"] == trained.production
 
@@ -112,8 +108,10 @@ def test_failed_reload_is_500_and_the_old_model_keeps_serving(
         (b'{"alias": ["a"]}', "got an array"),
     ],
 )
-def test_unreadable_reload_body_is_400(gateway: GatewayProcess, body: bytes, reason: str) -> None:
-    r = reload(gateway, body)
+def test_unreadable_reload_body_is_400(
+    swappable_gateway: LiveGateway, body: bytes, reason: str
+) -> None:
+    r = reload(swappable_gateway, body)
     assert r.status_code == 400
     detail = r.json()["detail"]
     assert detail.startswith("모델 리로드 실패: ")

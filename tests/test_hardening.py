@@ -1,4 +1,6 @@
-"""Admin auth, body limits, bad settings and graceful shutdown, against real gateway processes."""
+"""Admin auth, body limits and bad settings in this process (tests/in_process.py); a refusal
+before the upload on a real socket, the exit on a bad setting and graceful shutdown against real
+gateway processes."""
 
 from __future__ import annotations
 
@@ -13,9 +15,19 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from starlette.testclient import TestClient
 
-from tests.conftest import Registry, TrainedVersions
-from tests.helpers import ROOT, GatewayProcess, real_windows, run_gateway
+from gateway.__main__ import main as gateway_main
+from gateway.settings import Settings
+from tests.helpers import (
+    ROOT,
+    LiveGateway,
+    Registry,
+    TrainedVersions,
+    real_windows,
+    run_gateway,
+)
+from tests.in_process import serve_in_process
 from tests.receiver import run_receiver
 
 TOKEN = "s3cret-token"
@@ -23,45 +35,56 @@ LIMIT = 64 * 1024
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    env = {
-        "MLFLOW_TRACKING_URI": registry.uri,
-        "GATEWAY_ADMIN_TOKEN": TOKEN,
-        "MAX_BODY_BYTES": str(LIMIT),
-    }
-    with run_gateway(env, tmp_path_factory.mktemp("gw")) as gw:
-        yield gw
+def app() -> Iterator[TestClient]:
+    with serve_in_process({"GATEWAY_ADMIN_TOKEN": TOKEN, "MAX_BODY_BYTES": str(LIMIT)}) as client:
+        yield client
 
 
 @pytest.mark.parametrize(
     "authorization", [None, "", "Bearer", "Bearer wrong", f"bearer {TOKEN}x", f"Basic {TOKEN}"]
 )
-def test_reload_without_the_admin_token_is_401(
-    gateway: GatewayProcess, authorization: str | None
-) -> None:
+def test_reload_without_the_admin_token_is_401(app: TestClient, authorization: str | None) -> None:
     headers = {} if authorization is None else {"Authorization": authorization}
-    r = httpx.post(f"{gateway.url}/reload", headers=headers, timeout=30)
+    r = app.post("/reload", headers=headers)
     assert r.status_code == 401
     assert r.headers["WWW-Authenticate"] == "Bearer"
     assert r.json()["detail"].startswith("모델 리로드 실패: unauthorized")
     assert TOKEN not in r.text
 
 
-def test_reload_with_the_admin_token_works(gateway: GatewayProcess) -> None:
+def test_reload_with_the_admin_token_works(app: TestClient) -> None:
+    r = app.post("/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "reloaded", "model_alias": "staging", "model_version": "1"}
+    # /predict and /health need no token.
+    assert app.get("/health").json()["model_loaded"] is True
+    assert app.post("/predict", json={"X": real_windows(1)[0].tolist()}).status_code == 200
+
+
+def test_reload_with_the_admin_token_works_end_to_end(
+    live_gateway: LiveGateway, trained: TrainedVersions
+) -> None:
     r = httpx.post(
-        f"{gateway.url}/reload", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+        f"{live_gateway.url}/reload",
+        headers={"Authorization": f"Bearer {live_gateway.admin_token}"},
+        timeout=60,
     )
     assert r.status_code == 200, r.text
-    # /predict and /health need no token.
-    assert gateway.health()["model_loaded"] is True
+    assert r.json() == {
+        "status": "reloaded",
+        "model_alias": "staging",
+        "model_version": trained.staging,
+    }
+    r = httpx.post(f"{live_gateway.url}/reload", timeout=30)
+    assert r.status_code == 401
 
 
-def test_body_over_the_limit_is_413_before_it_is_read(gateway: GatewayProcess) -> None:
+def test_body_over_the_limit_is_413_before_it_is_read(live_gateway: LiveGateway) -> None:
     """A declared Content-Length over the limit is refused before the upload: the client
-    sends `Expect: 100-continue`, and the answer comes without the body ever being sent."""
-    host, port = gateway.url.removeprefix("http://").split(":")
+    sends `Expect: 100-continue`, and the answer comes without the body ever being sent
+    (uvicorn's own behaviour, so a real server)."""
+    limit = Settings().max_body_bytes  # the live gateway's (the default)
+    host, port = live_gateway.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(
             b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -75,26 +98,21 @@ def test_body_over_the_limit_is_413_before_it_is_read(gateway: GatewayProcess) -
     head, body = answer.decode().split("\r\n\r\n", 1)
     assert head.startswith("HTTP/1.1 413"), head
     assert orjson.loads(body) == {
-        "detail": "예측 실패: request body too large: at most 65536 bytes, got 1073741824 bytes"
+        "detail": f"예측 실패: request body too large: at most {limit} bytes, got 1073741824 bytes"
     }
 
 
-def test_chunked_body_over_the_limit_is_413(gateway: GatewayProcess) -> None:
+def test_chunked_body_over_the_limit_is_413(app: TestClient) -> None:
     def chunks() -> Iterator[bytes]:
         for _ in range(LIMIT // 1024 + 8):
             yield b" " * 1024
 
-    r = httpx.post(f"{gateway.url}/predict", content=chunks(), timeout=30)
+    r = app.post("/predict", content=chunks())
     assert r.status_code == 413
     assert r.json()["detail"] == (
         f"예측 실패: request body too large: at most {LIMIT} bytes, got more"
     )
-    r = httpx.post(
-        f"{gateway.url}/reload",
-        content=chunks(),
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=30,
-    )
+    r = app.post("/reload", content=chunks(), headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 413
     assert r.json()["detail"].startswith("모델 리로드 실패: request body too large")
 
@@ -110,18 +128,27 @@ def test_chunked_body_over_the_limit_is_413(gateway: GatewayProcess) -> None:
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_the_variable(
-    name: str, value: str, message: str
+    name: str, value: str, message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """`python -m gateway`'s main() in this process: it exits before serving anything."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exit:
+        gateway_main(["--port", "1"])
+    assert str(exit.value.code).startswith("gateway: bad setting: ")
+    assert message in str(exit.value.code)
+
+
+def test_a_bad_setting_exits_the_process_non_zero_naming_it() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "--port", "1"],
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", name: value},
+        env={"PATH": "/usr/bin:/bin", "SEQ_LEN_REQUIRED": "twelve"},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode != 0
-    assert message in result.stderr
+    assert "SEQ_LEN_REQUIRED must be an integer, got 'twelve'" in result.stderr
 
 
 def _accepts_connections(url: str) -> bool:

@@ -25,8 +25,16 @@ import orjson
 import pytest
 
 from gateway.errors import RELOAD_PREFIX
-from tests.conftest import MODEL_NAME, BadVersions, Registry, TrainedVersions
-from tests.helpers import point_forecasts, real_windows, record_figures, run_gateway
+from tests.helpers import (
+    MODEL_NAME,
+    BadVersions,
+    Registry,
+    TrainedVersions,
+    point_forecasts,
+    real_windows,
+    record_figures,
+    run_gateway,
+)
 
 HOT_SWAP_SECONDS = float(os.environ.get("HOT_SWAP_SECONDS", "30"))
 CLIENTS = 32

@@ -22,8 +22,16 @@ from mlflow.exceptions import MlflowException
 
 from model_wrapper.features import FEATURE_NAMES
 from model_wrapper.pyfunc import OUTPUT_COLUMNS, InputRefused
-from tests.conftest import MODEL_NAME, SEQ_LEN, Registry, TrainedVersions, free_port
-from tests.helpers import real_windows, stop_process, wait_for
+from tests.helpers import (
+    MODEL_NAME,
+    SEQ_LEN,
+    Registry,
+    TrainedVersions,
+    free_port,
+    real_windows,
+    stop_process,
+    wait_for,
+)
 
 # `mlflow models serve` starts `uvicorn` by name: the venv's bin must be on PATH.
 VENV_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"

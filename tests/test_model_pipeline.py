@@ -20,7 +20,7 @@ from model_wrapper.features import FEATURE_NAMES, window_from_candles
 from model_wrapper.publish import promote, set_alias
 from model_wrapper.pyfunc import LOWER, OUTPUT_COLUMNS, POINT, UPPER
 from model_wrapper.synthetic import synthetic_candles
-from tests.conftest import MODEL_NAME, SEQ_LEN, TrainedVersions
+from tests.helpers import MODEL_NAME, SEQ_LEN, TrainedVersions
 
 ROOT = Path(__file__).resolve().parents[1]
 # `mlflow models serve` starts `uvicorn` by name: the venv's bin must be on PATH.

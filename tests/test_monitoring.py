@@ -14,8 +14,7 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ClientGateway
-from tests.helpers import ROOT, real_windows, require_debian_tool
+from tests.helpers import ROOT, LiveGateway, real_windows, require_debian_tool
 from tests.receiver import run_receiver
 
 MONITORING = ROOT / "deploy" / "monitoring"
@@ -106,15 +105,13 @@ def test_the_dashboard_shows_what_operators_asked_for() -> None:
 
 
 def test_every_metric_and_label_used_is_one_the_gateway_exports(
-    client_gateway: ClientGateway,
+    live_gateway: LiveGateway,
 ) -> None:
     # Traffic first, so that labelled families have samples whose label names can be read.
     window = real_windows(1)[0].tolist()
     with run_receiver("ok") as receiver:
-        httpx.post(
-            f"{client_gateway.url}/predict", json={"X": window, "callback_url": receiver.url}
-        )
-    text = httpx.get(f"{client_gateway.url}/metrics", timeout=10).text
+        httpx.post(f"{live_gateway.url}/predict", json={"X": window, "callback_url": receiver.url})
+    text = httpx.get(f"{live_gateway.url}/metrics", timeout=10).text
     exported: dict[str, set[str] | None] = {}  # sample name -> its label names (None: unseen)
     for family in text_string_to_metric_families(text):
         for suffix in SUFFIXES.get(family.type, ("",)):

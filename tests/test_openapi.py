@@ -16,7 +16,7 @@ from starlette.routing import Route
 from gateway.app import create_app
 from gateway.openapi import openapi_document
 from gateway.settings import Settings
-from tests.conftest import ClientGateway
+from tests.helpers import LiveGateway
 
 # Routes that serve the document itself or its viewer, not the API.
 NOT_API = {"/openapi.json", "/docs", "/docs/init.js", "/docs/assets"}
@@ -104,13 +104,13 @@ def test_every_body_and_answer_has_an_example_its_schema_accepts() -> None:
     assert seen >= 15
 
 
-def test_the_live_document_and_its_predict_example(client_gateway: ClientGateway) -> None:
-    live = httpx.get(f"{client_gateway.url}/openapi.json").json()
+def test_the_live_document_and_its_predict_example(live_gateway: LiveGateway) -> None:
+    live = httpx.get(f"{live_gateway.url}/openapi.json").json()
     validate(live)
     assert live["paths"]["/reload"]["post"]["security"] == [{"adminToken": []}]
     example = live["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     # The example Swagger UI's "Try it out" sends is a window the served model answers.
-    r = httpx.post(f"{client_gateway.url}/predict", json=example["example"], timeout=30)
+    r = httpx.post(f"{live_gateway.url}/predict", json=example["example"], timeout=30)
     assert r.status_code == 200, r.text
     response_schema = live["paths"]["/predict"]["post"]["responses"]["200"]["content"][
         "application/json"

@@ -1,23 +1,29 @@
-"""Readiness, Prometheus metrics, request ids and JSON logs, against a real gateway."""
+"""Readiness, Prometheus metrics and request ids against the app in this process with a stand-in
+model; readiness and JSON logs end to end against the live gateway."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
 
-from tests.conftest import Registry, TrainedVersions, free_port
-from tests.helpers import GatewayProcess, real_windows, run_gateway, wait_for
+from tests.helpers import (
+    LiveGateway,
+    TrainedVersions,
+    real_windows,
+    wait_for,
+)
+from tests.in_process import StandInSource, serve_in_process
 from tests.receiver import run_receiver
 
 
-def scrape(gw: GatewayProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """/metrics parsed by prometheus-client's own parser: {(sample name, labels): value}."""
-    r = httpx.get(f"{gw.url}/metrics", timeout=10)
+    r = client.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     return {
@@ -34,27 +40,27 @@ def value(
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    env = {"MLFLOW_TRACKING_URI": registry.uri, "LOG_FORMAT": "json"}
-    with run_gateway(env, tmp_path_factory.mktemp("gw")) as gw:
-        yield gw
+def app() -> Iterator[TestClient]:
+    """The app in this process, serving stand-in version 1 behind @staging."""
+    with serve_in_process() as client:
+        yield client
 
 
-def test_ready_is_503_before_a_model_and_200_after(
-    registry: Registry, trained: TrainedVersions, tmp_path: Path
-) -> None:
-    env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}", "MODEL_LOAD_TIMEOUT": "0"}
-    with run_gateway(env, tmp_path, wait_loaded=False) as gw:
-        r = httpx.get(f"{gw.url}/ready")
+def test_ready_is_503_before_a_model_and_200_after() -> None:
+    source = StandInSource()
+    source.gate.clear()  # the start-up load waits
+    with serve_in_process(source=source, wait_loaded=False) as client:
+        r = client.get("/ready")
         assert (r.status_code, r.json()) == (503, {"status": "not ready", "model_loaded": False})
         # Liveness stays 200 while not ready.
-        assert httpx.get(f"{gw.url}/health").status_code == 200
+        assert client.get("/health").status_code == 200
+        source.gate.set()
+        wait_for(lambda: client.get("/ready").status_code == 200, 10, "/ready to turn 200")
+        assert client.get("/ready").json()["model_version"] == "1"
 
 
-def test_ready_names_the_served_model(gateway: GatewayProcess, trained: TrainedVersions) -> None:
-    r = httpx.get(f"{gateway.url}/ready")
+def test_ready_names_the_served_model(live_gateway: LiveGateway, trained: TrainedVersions) -> None:
+    r = httpx.get(f"{live_gateway.url}/ready")
     assert r.status_code == 200
     assert r.json() == {
         "status": "ready",
@@ -63,23 +69,19 @@ def test_ready_names_the_served_model(gateway: GatewayProcess, trained: TrainedV
     }
 
 
-def test_metrics_move_with_requests_reloads_and_callbacks(
-    gateway: GatewayProcess, trained: TrainedVersions
-) -> None:
-    before = scrape(gateway)
+def test_metrics_move_with_requests_reloads_and_callbacks(app: TestClient) -> None:
+    before = scrape(app)
     window = real_windows(1)[0].tolist()
     for _ in range(3):
-        assert httpx.post(f"{gateway.url}/predict", json={"X": window}).status_code == 200
-    assert httpx.post(f"{gateway.url}/predict", json={"X": [[1]]}).status_code == 400
-    assert httpx.post(f"{gateway.url}/reload", timeout=60).status_code == 200
-    assert (
-        httpx.post(f"{gateway.url}/reload", json={"alias": "nope"}, timeout=60).status_code == 500
-    )
+        assert app.post("/predict", json={"X": window}).status_code == 200
+    assert app.post("/predict", json={"X": [[1]]}).status_code == 400
+    assert app.post("/reload").status_code == 200
+    assert app.post("/reload", json={"alias": "nope"}).status_code == 500
     with run_receiver("ok") as ok, run_receiver("error") as failing:
         for url in (ok.url, failing.url):
-            r = httpx.post(f"{gateway.url}/predict", json={"X": window, "callback_url": url})
+            r = app.post("/predict", json={"X": window, "callback_url": url})
             assert r.status_code == 200
-    after = scrape(gateway)
+    after = scrape(app)
 
     def moved(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
@@ -95,22 +97,20 @@ def test_metrics_move_with_requests_reloads_and_callbacks(
     assert moved("gateway_model_load_failures_total") == 1
     assert moved("gateway_callbacks_total", result="delivered") == 1
     assert moved("gateway_callbacks_total", result="failed") == 1
-    assert value(after, "gateway_model_info", alias="staging", version=trained.staging) == 1
+    assert value(after, "gateway_model_info", alias="staging", version="1") == 1
     assert value(after, "gateway_reloads_total", trigger="startup", result="success") == 1
 
 
-def test_request_ids_are_echoed_generated_and_sent_on_the_callback(
-    gateway: GatewayProcess,
-) -> None:
+def test_request_ids_are_echoed_generated_and_sent_on_the_callback(app: TestClient) -> None:
     window = real_windows(1)[0].tolist()
-    r = httpx.post(f"{gateway.url}/predict", json={"X": window}, headers={"X-Request-ID": "req-42"})
+    r = app.post("/predict", json={"X": window}, headers={"X-Request-ID": "req-42"})
     assert r.headers["X-Request-ID"] == "req-42"
-    generated = httpx.get(f"{gateway.url}/health").headers["X-Request-ID"]
+    generated = app.get("/health").headers["X-Request-ID"]
     assert len(generated) == 32 and int(generated, 16) >= 0
-    assert httpx.get(f"{gateway.url}/nope").headers["X-Request-ID"]  # errors carry one too
+    assert app.get("/nope").headers["X-Request-ID"]  # errors carry one too
     with run_receiver("ok") as receiver:
-        r = httpx.post(
-            f"{gateway.url}/predict",
+        r = app.post(
+            "/predict",
             json={"X": window, "callback_url": receiver.url},
             headers={"X-Request-ID": "cb-7"},
         )
@@ -118,7 +118,8 @@ def test_request_ids_are_echoed_generated_and_sent_on_the_callback(
         assert receiver.received[0][0]["X-Request-ID"] == "cb-7"
 
 
-def test_one_json_log_line_per_request(gateway: GatewayProcess, trained: TrainedVersions) -> None:
+def test_one_json_log_line_per_request(live_gateway: LiveGateway, trained: TrainedVersions) -> None:
+    gateway = live_gateway  # LOG_FORMAT=json
     window = real_windows(1)[0].tolist()
     httpx.post(f"{gateway.url}/predict", json={"X": window}, headers={"X-Request-ID": "log-1"})
 

@@ -25,8 +25,17 @@ import numpy as np
 import pytest
 
 from scripts.local_registry import start_mlflow_server, wait_until_healthy
-from tests.conftest import MODEL_NAME, N_CANDLES, SEQ_LEN, free_port, train_behind
-from tests.helpers import point_forecasts, real_windows, run_gateway, stop_process
+from tests.helpers import (
+    MODEL_NAME,
+    N_CANDLES,
+    SEQ_LEN,
+    free_port,
+    point_forecasts,
+    real_windows,
+    run_gateway,
+    stop_process,
+    train_behind,
+)
 
 PG_SUPERUSER = "postgres"
 PG_DATABASE = "mlflow"

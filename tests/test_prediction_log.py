@@ -23,8 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.metrics import Metrics
 from gateway.prediction_log import CLOSE_COLUMN, PredictionLog
 from gateway.settings import Settings, SettingsError
-from tests.conftest import SEQ_LEN, ClientGateway
-from tests.helpers import real_windows, wait_for
+from tests.helpers import SEQ_LEN, LiveGateway, real_windows, wait_for
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
@@ -184,11 +183,11 @@ def test_a_slow_disk_drops_and_counts_lines_and_never_makes_the_caller_wait(
 
 
 def test_every_answer_under_load_is_one_line_with_its_fields(
-    client_gateway: ClientGateway,
+    live_gateway: LiveGateway,
 ) -> None:
     windows = real_windows(40, seed=500)
     n = 200
-    before = log_metrics(client_gateway.url)
+    before = log_metrics(live_gateway.url)
 
     def call(i: int) -> dict[str, Any]:
         r = http.post(
@@ -200,21 +199,21 @@ def test_every_answer_under_load_is_one_line_with_its_fields(
         return dict(r.json())
 
     with (
-        httpx.Client(base_url=client_gateway.url, timeout=60) as http,
+        httpx.Client(base_url=live_gateway.url, timeout=60) as http,
         ThreadPoolExecutor(16) as pool,
     ):
         answers = list(pool.map(call, range(n)))
     wait_for(
-        lambda: log_metrics(client_gateway.url)["written"] - before["written"] >= n,
+        lambda: log_metrics(live_gateway.url)["written"] - before["written"] >= n,
         20,
         "the prediction log to catch up",
     )
-    after = log_metrics(client_gateway.url)
+    after = log_metrics(live_gateway.url)
     assert after["queue_full"] == before["queue_full"]
     assert after["write_error"] == before["write_error"]
     lines = {
         line["request_id"]: line
-        for line in read_lines(client_gateway.prediction_log)
+        for line in read_lines(live_gateway.prediction_log)
         if line["request_id"].startswith("load-")
     }
     assert len(lines) == n
@@ -232,15 +231,15 @@ def test_every_answer_under_load_is_one_line_with_its_fields(
 
 
 def test_a_full_disk_drops_and_counts_lines_and_predictions_still_answer(
-    client_gateway: ClientGateway,
+    live_gateway: LiveGateway,
 ) -> None:
     window = real_windows(1, seed=900)[0].tolist()
-    path = client_gateway.prediction_log
+    path = live_gateway.prediction_log
 
     def predict(tag: str, n: int) -> None:
         for i in range(n):
             r = httpx.post(
-                f"{client_gateway.url}/predict",
+                f"{live_gateway.url}/predict",
                 json={"X": window},
                 headers={"X-Request-ID": f"{tag}-{i}"},
                 timeout=30,
@@ -250,19 +249,18 @@ def test_a_full_disk_drops_and_counts_lines_and_predictions_still_answer(
     predict("warm", 1)
     wait_for(lambda: any(line["request_id"] == "warm-0" for line in read_lines(path)), 10, "a line")
     line_size = len(path.read_bytes().splitlines()[-1]) + 1
-    before = log_metrics(client_gateway.url)
+    before = log_metrics(live_gateway.url)
     # The gateway's files may not grow past room for one and a half more lines: the next line
     # fits, the one after is cut off by the limit (and must be taken back), the rest fail.
     limit = path.stat().st_size + line_size * 3 // 2
-    old = resource.prlimit(client_gateway.pid, resource.RLIMIT_FSIZE)
-    resource.prlimit(client_gateway.pid, resource.RLIMIT_FSIZE, (limit, old[1]))
+    old = resource.prlimit(live_gateway.pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(live_gateway.pid, resource.RLIMIT_FSIZE, (limit, old[1]))
     try:
         predict("full", 20)
         wait_for(
             lambda: (
                 sum(
-                    log_metrics(client_gateway.url)[k] - before[k]
-                    for k in ("written", "write_error")
+                    log_metrics(live_gateway.url)[k] - before[k] for k in ("written", "write_error")
                 )
                 >= 20
             ),
@@ -270,8 +268,8 @@ def test_a_full_disk_drops_and_counts_lines_and_predictions_still_answer(
             "the 20 lines to be written or dropped",
         )
     finally:
-        resource.prlimit(client_gateway.pid, resource.RLIMIT_FSIZE, old)
-    during = log_metrics(client_gateway.url)
+        resource.prlimit(live_gateway.pid, resource.RLIMIT_FSIZE, old)
+    during = log_metrics(live_gateway.url)
     assert during["written"] - before["written"] == 1
     assert during["write_error"] - before["write_error"] == 19
     assert path.stat().st_size <= limit

@@ -27,9 +27,11 @@ import pytest
 
 from gateway.errors import RELOAD_PREFIX
 from scripts.local_registry import is_healthy, wait_until_healthy
-from tests.conftest import MODEL_NAME, Registry, TrainedVersions
 from tests.helpers import (
+    MODEL_NAME,
     GatewayProcess,
+    Registry,
+    TrainedVersions,
     point_forecasts,
     real_windows,
     record_figures,

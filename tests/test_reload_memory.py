@@ -18,8 +18,14 @@ import psutil
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import MODEL_NAME, Registry, TrainedVersions
-from tests.helpers import GatewayProcess, record_figures, run_gateway
+from tests.helpers import (
+    MODEL_NAME,
+    GatewayProcess,
+    Registry,
+    TrainedVersions,
+    record_figures,
+    run_gateway,
+)
 
 SOAK_MODEL = "BTC_LSTM_Soak"
 ALIASES = ("a", "b", "c")  # three versions: one more than the gateway keeps loaded

@@ -13,8 +13,16 @@ import pytest
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import MODEL_NAME, BadVersions, Registry, TrainedVersions
-from tests.helpers import GatewayProcess, real_windows, run_gateway, wait_for
+from tests.helpers import (
+    MODEL_NAME,
+    BadVersions,
+    GatewayProcess,
+    Registry,
+    TrainedVersions,
+    real_windows,
+    run_gateway,
+    wait_for,
+)
 
 POLL_SECONDS = 1.0
 

@@ -1,5 +1,7 @@
 """Bounded work per request, secrets and log hygiene, client aborts, encodings and fair
-callbacks, against real gateway processes. Each test records what it measured (`pytest -s`)."""
+callbacks: payload rules against the app in this process with a stand-in model; memory, logs,
+sockets and the callback pool against real gateway processes. Each test records what it
+measured (`pytest -s`)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,6 @@ import asyncio
 import contextlib
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,13 +19,31 @@ import httpx
 import orjson
 import psutil
 import pytest
+from starlette.testclient import TestClient
 
-from tests.conftest import Registry, TrainedVersions, free_port
-from tests.helpers import ROOT, GatewayProcess, real_windows, record_figures, run_gateway, wait_for
+from gateway.__main__ import main as gateway_main
+from tests.helpers import (
+    GatewayProcess,
+    Registry,
+    TrainedVersions,
+    free_port,
+    real_windows,
+    record_figures,
+    run_gateway,
+    wait_for,
+)
+from tests.in_process import serve_in_process
 from tests.receiver import run_receiver
 
 WINDOW = real_windows(1)[0].tolist()
 SECRET = "Zq7secretValue"  # planted in URLs: must never come back out
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[TestClient]:
+    """The app in this process with a stand-in model (tests/in_process.py)."""
+    with serve_in_process() as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +160,7 @@ def probe_health_while(gw: GatewayProcess, body: bytes) -> tuple[httpx.Response,
     ],
 )
 def test_metadata_the_callback_cannot_carry_is_a_400_before_the_model(
-    gateway: GatewayProcess, metadata: bytes, reason: str
+    app: TestClient, metadata: bytes, reason: str
 ) -> None:
     with run_receiver("ok") as receiver:
         body = b'{"X": %s, "callback_url": "%s", "metadata": %s}' % (
@@ -150,13 +168,13 @@ def test_metadata_the_callback_cannot_carry_is_a_400_before_the_model(
             receiver.url.encode(),
             metadata,
         )
-        r = httpx.post(f"{gateway.url}/predict", content=body, timeout=30)
+        r = app.post("/predict", content=body)
         assert r.status_code == 400, r.text
         assert r.json()["detail"].startswith("예측 실패: " + reason)
         assert receiver.received == []
 
 
-def test_big_integers_arrive_exactly(gateway: GatewayProcess) -> None:
+def test_big_integers_arrive_exactly(app: TestClient) -> None:
     with run_receiver("ok") as receiver:
         metadata = b'{"max": 18446744073709551615, "min": -9223372036854775808, "id": "%s"}' % (
             b"1" * 30
@@ -166,7 +184,7 @@ def test_big_integers_arrive_exactly(gateway: GatewayProcess) -> None:
             receiver.url.encode(),
             metadata,
         )
-        r = httpx.post(f"{gateway.url}/predict", content=body, timeout=30)
+        r = app.post("/predict", content=body)
         assert r.status_code == 200, r.text
         assert r.json()["posted_to_callback"] is True
         received = receiver.received[0][1]
@@ -343,18 +361,17 @@ def test_a_non_ascii_request_id_is_replaced_everywhere_by_one_generated_id(
 
 
 @pytest.mark.parametrize("token", ["café-token", "two words", "tab\there", "=leading"])
-def test_an_admin_token_that_is_not_a_bearer_token_stops_start_up(token: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "--port", "1"],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "GATEWAY_ADMIN_TOKEN": token},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode != 0
-    assert "GATEWAY_ADMIN_TOKEN must be a bearer token" in result.stderr
-    assert token not in result.stderr
+def test_an_admin_token_that_is_not_a_bearer_token_stops_start_up(
+    token: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m gateway`'s main() in this process (test_hardening.py runs one bad setting
+    through a real process): it exits naming the variable, never quoting the token."""
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", token)
+    with pytest.raises(SystemExit) as exit:
+        gateway_main(["--port", "1"])
+    said = str(exit.value.code) + "".join(capsys.readouterr())
+    assert "GATEWAY_ADMIN_TOKEN must be a bearer token" in said
+    assert token not in said
 
 
 # Fair callbacks ------------------------------------------------------------------------------

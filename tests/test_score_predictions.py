@@ -14,8 +14,7 @@ from model_wrapper.candles import load_candles
 from model_wrapper.features import window_from_candles
 from model_wrapper.synthetic import synthetic_candles
 from scripts.score_predictions import main, read_log, score
-from tests.conftest import SEQ_LEN, ClientGateway
-from tests.helpers import wait_for
+from tests.helpers import SEQ_LEN, LiveGateway, wait_for
 
 CSV = """timestamp,open,high,low,close,volume
 2024-01-01T00:00:00Z,100,101,99,100,5
@@ -79,7 +78,7 @@ def test_known_log_against_known_candles(
 
 
 def test_the_live_log_scores_against_the_candles_its_windows_came_from(
-    client_gateway: ClientGateway, tmp_path: Path
+    live_gateway: LiveGateway, tmp_path: Path
 ) -> None:
     candles = synthetic_candles(90, seed=4242)
     csv = tmp_path / "candles.csv"
@@ -87,7 +86,7 @@ def test_the_live_log_scores_against_the_candles_its_windows_came_from(
     ends = range(40, 89)  # windows ending at candle 39 ... 87: each has a next candle
     forecasts = {}
     versions = set()
-    with httpx.Client(base_url=client_gateway.url, timeout=30) as http:
+    with httpx.Client(base_url=live_gateway.url, timeout=30) as http:
         for end in ends:
             window = window_from_candles(candles.iloc[:end], SEQ_LEN)
             r = http.post("/predict", json={"X": window}, headers={"X-Request-ID": f"score-{end}"})
@@ -96,7 +95,7 @@ def test_the_live_log_scores_against_the_candles_its_windows_came_from(
             versions.add(r.json()["model_version"])
 
     def ours() -> list[dict[str, object]]:
-        lines, _ = read_log(sorted(client_gateway.prediction_log.parent.glob("predictions.jsonl*")))
+        lines, _ = read_log(sorted(live_gateway.prediction_log.parent.glob("predictions.jsonl*")))
         return [x for x in lines if str(x["request_id"]).startswith("score-")]
 
     wait_for(lambda: len(ours()) == len(ends), 10, "the prediction log lines")

@@ -20,8 +20,13 @@ import orjson
 import psutil
 import pytest
 
-from tests.conftest import Registry, TrainedVersions
-from tests.helpers import real_windows, record_figures, run_gateway
+from tests.helpers import (
+    Registry,
+    TrainedVersions,
+    real_windows,
+    record_figures,
+    run_gateway,
+)
 from tests.receiver import run_receiver
 
 STEADY_PREDICTIONS = int(os.environ.get("STEADY_PREDICTIONS", "10000"))

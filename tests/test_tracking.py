@@ -17,8 +17,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import Outcome, Registry, TrainedVersions, free_port
-from tests.helpers import wait_for
+from tests.helpers import Outcome, Registry, TrainedVersions, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))

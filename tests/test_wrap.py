@@ -8,8 +8,7 @@ import mlflow
 import numpy as np
 from mlflow import MlflowClient
 
-from tests.conftest import MODEL_NAME, Outcome, TrainedVersions
-from tests.helpers import real_windows
+from tests.helpers import MODEL_NAME, Outcome, TrainedVersions, real_windows
 
 WRAPPED = "BTC_LSTM_wrapped"
 

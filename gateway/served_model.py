@@ -1,0 +1,228 @@
+"""Which version is served: one immutable reference, swapped whole.
+
+A reload asks the source (gateway/registry_source.py) for the version behind the alias, off the
+event loop, and swaps the reference only once that version loaded and passed its smoke
+prediction: a failed reload never takes the serving model away. Reloads are serialized, and a
+reload of an alias already being reloaded joins it; a request reads the reference once. Polls
+resolve the alias on a thread of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+from gateway.errors import ReloadFailed
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.served_model")
+
+# Loaded versions kept in memory, so switching back and forth between two aliases costs a
+# registry lookup, not a TensorFlow load.
+_MEMORY_CACHE = 2
+
+
+class Forecast(NamedTuple):
+    value: float  # the next close, USD
+    lower: float | None  # the interval's bounds, USD; None when the version gives none
+    upper: float | None
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    alias: str
+    version: str
+    # [N, T, F] float32 -> [N, 3] float64: forecast, lower, upper (NaN bounds: no interval)
+    predict: Callable[[np.ndarray], np.ndarray]
+    interval_level: float | None = None
+
+
+class ModelSource(Protocol):
+    """Where versions come from (both calls block; both raise ReloadFailed)."""
+
+    def resolve(self, alias: str) -> str: ...
+
+    def load(self, alias: str, version: str) -> ServedModel: ...
+
+
+class ServedModels:
+    """The served model, its reloads, start-up retries and registry polls.
+
+    `loader` runs resolves and loads for reloads; `poller` runs the polls' resolves, so that a
+    poll stuck on a hung registry never makes a /reload wait behind it. Both are the caller's.
+    """
+
+    def __init__(
+        self,
+        source: ModelSource,
+        settings: Settings,
+        metrics: Metrics,
+        loader: Executor,
+        poller: Executor,
+    ) -> None:
+        self._source = source
+        self._settings = settings
+        self._metrics = metrics
+        self._loader = loader
+        self._poller = poller
+        self._current: ServedModel | None = None
+        # The last version a registry poll failed to load: not retried until the alias moves.
+        self._refused: tuple[str, str] | None = None
+        self._lock = asyncio.Lock()
+        self._loaded: OrderedDict[str, ServedModel] = OrderedDict()  # by version; loader only
+        self._pending: dict[str, asyncio.Future[ServedModel]] = {}  # alias -> reload under way
+
+    @property
+    def current(self) -> ServedModel | None:
+        return self._current
+
+    async def reload(self, alias: str | None = None, trigger: str = "api") -> ServedModel:
+        """Serve the version behind `alias` (default: MODEL_ALIAS) or raise ReloadFailed.
+
+        Reloads of an alias that is already being reloaded join that one: a burst of /reload
+        calls costs one load.
+        """
+        alias = alias or self._settings.model_alias
+        pending = self._pending.get(alias)
+        if pending is None:
+            pending = asyncio.ensure_future(self._reload(alias, trigger))
+            self._pending[alias] = pending
+            pending.add_done_callback(self._forget_pending(alias))
+        # shield: one caller going away must not cancel the load the others wait for.
+        return await asyncio.shield(pending)
+
+    def _forget_pending(self, alias: str) -> Callable[[asyncio.Future[ServedModel]], None]:
+        def forget(done: asyncio.Future[ServedModel]) -> None:
+            if self._pending.get(alias) is done:
+                del self._pending[alias]
+            if not done.cancelled():
+                done.exception()  # retrieved: no "never retrieved" warning if all callers left
+
+        return forget
+
+    async def _reload(self, alias: str, trigger: str) -> ServedModel:
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            started = time.perf_counter()
+            try:
+                model = await loop.run_in_executor(self._loader, self._fetch, alias)
+            except ReloadFailed:
+                self._metrics.reloads.labels(trigger, "failure").inc()
+                self._metrics.load_failures.inc()
+                raise
+            self._current = model
+            self._metrics.reloads.labels(trigger, "success").inc()
+            self._metrics.served(model.alias, model.version)
+        log.info(
+            "serving %s@%s version %s (%.2f s)",
+            self._settings.registered_model_name,
+            alias,
+            model.version,
+            time.perf_counter() - started,
+        )
+        return model
+
+    def _fetch(self, alias: str) -> ServedModel:
+        """On the loader thread: the version behind `alias`, from memory or from the source."""
+        version = self._source.resolve(alias)
+        model = self._loaded.get(version)
+        if model is None:
+            model = self._source.load(alias, version)
+            self._loaded[version] = model
+            while len(self._loaded) > _MEMORY_CACHE:
+                self._loaded.popitem(last=False)
+            _collect_and_freeze()
+        self._loaded.move_to_end(version)
+        return model if model.alias == alias else replace(model, alias=alias)
+
+    async def ensure_model_ready(self) -> None:
+        """Start-up: try MODEL_ALIAS every retry interval until loaded or the timeout passes."""
+        s = self._settings
+        deadline = time.monotonic() + s.model_load_timeout
+        attempt = 0
+        while self._current is None:
+            attempt += 1
+            try:
+                await self.reload(s.model_alias, trigger="startup")
+                return
+            except ReloadFailed as e:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.error(
+                        "giving up loading %s@%s after %d attempts (MODEL_LOAD_TIMEOUT=%gs): %s; "
+                        "the server keeps running, POST /reload to try again",
+                        s.registered_model_name,
+                        s.model_alias,
+                        attempt,
+                        s.model_load_timeout,
+                        e.reason,
+                    )
+                    return
+                log.warning(
+                    "model not ready (attempt %d): %s; retrying in %gs",
+                    attempt,
+                    e.reason,
+                    min(s.model_load_retry_interval, left),
+                )
+                await asyncio.sleep(min(s.model_load_retry_interval, left))
+
+    async def follow_registry(self, interval: float) -> None:
+        """Every `interval` seconds, serve the version the served alias points at now."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.poll_once()
+            except Exception:  # the poller must outlive any one failure
+                log.exception("registry poll failed unexpectedly")
+
+    async def poll_once(self) -> None:
+        current = self._current
+        if current is None:
+            return  # start-up retries or /reload are in charge until a model is served
+        loop = asyncio.get_running_loop()
+        try:
+            version = await loop.run_in_executor(self._poller, self._source.resolve, current.alias)
+        except ReloadFailed as e:
+            self._metrics.polls.labels("error").inc()
+            log.warning("registry poll for @%s failed: %s", current.alias, e.reason)
+            return
+        if version == current.version or (current.alias, version) == self._refused:
+            self._metrics.polls.labels("unchanged").inc()
+            return
+        self._metrics.polls.labels("moved").inc()
+        log.info("@%s moved from version %s to %s", current.alias, current.version, version)
+        try:
+            await self.reload(current.alias, trigger="poll")
+        except ReloadFailed as e:
+            self._refused = (current.alias, version)
+            log.error(
+                "keeping version %s: the version @%s now points at cannot be served: %s",
+                current.version,
+                current.alias,
+                e.reason,
+            )
+
+
+def _collect_and_freeze() -> None:
+    """After a load: free what it and any evicted version left, then freeze what lives on.
+
+    TensorFlow, Keras and MLflow leave hundreds of thousands of long-lived objects behind, and
+    every full collection walks them all with the event loop stalled, several times a minute
+    under load (the p99). Freezing moves them out of the collector's sight; what requests
+    allocate is still collected as usual. But frozen objects are never collected: without the
+    unfreeze and the collection first, each load's garbage and every evicted version's
+    reference cycles would stay in memory for good. One full collection per load is the price.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
