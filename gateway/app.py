@@ -23,6 +23,7 @@ from starlette.routing import Mount, Route
 
 from gateway.batcher import Batcher
 from gateway.callbacks import CallbackSender, create_session
+from gateway.contract import shape_contract
 from gateway.docs import docs_routes
 from gateway.errors import (
     PREDICT_PREFIX,
@@ -37,7 +38,7 @@ from gateway.http_limits import READ_TIMED_OUT
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.model_store import ModelStore
-from gateway.openapi import TITLE, openapi_document
+from gateway.openapi import TITLE, OpenAPIDocuments
 from gateway.prediction_log import PredictionLog
 from gateway.request_log import RequestLog
 from gateway.service import Gateway
@@ -84,7 +85,9 @@ def create_app(
     )
     # Filled in by the lifespan: the aiohttp session must be created inside the running loop.
     services: dict[str, Gateway] = {}
-    openapi = orjson.dumps(openapi_document(settings))
+    openapi = OpenAPIDocuments(settings)
+    # Before a version is served, windows are held to what the configured shape implies.
+    shape_only = shape_contract(settings.seq_len_required, settings.n_features_required)
     admin_token = (settings.admin_token or "").encode()
     metrics.queue_depth.set_function(lambda: batcher.queued)
     prediction_log = None
@@ -142,8 +145,9 @@ def create_app(
     async def predict(request: Request) -> Response:
         started = time.perf_counter()
         body = await read_body(request, settings.max_body_bytes, PREDICT_PREFIX)
+        model = store.current
         try:
-            payload = parse_predict(body, settings.seq_len_required, settings.n_features_required)
+            payload = parse_predict(body, (model and model.contract) or shape_only)
         except InvalidRequest as e:
             raise PredictFailed(str(e)) from None
         state = request.scope["state"]
@@ -170,7 +174,10 @@ def create_app(
         return JSONResponse(await services["gateway"].reload(alias))
 
     async def openapi_json(request: Request) -> Response:
-        return Response(openapi, media_type="application/json")
+        model = store.current
+        return Response(
+            openapi.render(model.contract if model else None), media_type="application/json"
+        )
 
     async def metrics_text(request: Request) -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)

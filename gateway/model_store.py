@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from gateway.contract import Serving, WindowContract, read_contract, serving
 from gateway.errors import ReloadFailed
 from gateway.metrics import Metrics
 from gateway.redact import redact_url, scrub
@@ -49,8 +50,10 @@ class Forecast(NamedTuple):
 class ServedModel:
     alias: str
     version: str
-    predict: Callable[[np.ndarray], np.ndarray]  # [N, T, F] float32 -> [N, 3] (see as_forecasts)
+    predict: Callable[[np.ndarray], np.ndarray]  # [N, T, F] float64 -> [N, 3] (see as_forecasts)
     interval_level: float | None = None
+    contract: WindowContract | None = None  # None: the shape the settings name (a stand-in)
+    runtime: str | None = None  # what runs the network, as the version reports it
 
 
 def as_forecasts(output: Any) -> np.ndarray:
@@ -82,7 +85,8 @@ class ModelStore:
         self._poller = ThreadPoolExecutor(1, thread_name_prefix="registry-poll")
         self._owns_cache = cache_dir is None
         self._cache_dir = cache_dir or Path(tempfile.mkdtemp(prefix="gateway-models-"))
-        self._loaded: OrderedDict[str, Any] = OrderedDict()  # version -> pyfunc, loader thread only
+        # version -> (pyfunc, how it is called), loader thread only
+        self._loaded: OrderedDict[str, tuple[Any, Serving]] = OrderedDict()
         self._pending: dict[str, asyncio.Future[ServedModel]] = {}  # alias -> reload under way
 
     @property
@@ -212,20 +216,23 @@ class ModelStore:
 
     def _load(self, alias: str) -> ServedModel:
         version = self._resolve(alias)
-        pyfunc = self._loaded.get(version)
-        if pyfunc is None:
-            pyfunc = self._load_version(version)
-            self._loaded[version] = pyfunc
+        loaded = self._loaded.get(version)
+        if loaded is None:
+            loaded = self._load_version(version)
+            self._loaded[version] = loaded
             while len(self._loaded) > _MEMORY_CACHE:
                 self._loaded.popitem(last=False)
             _collect_and_freeze()
         self._loaded.move_to_end(version)
+        pyfunc, how = loaded
         level = (pyfunc.metadata.metadata or {}).get("forecast", {}).get("interval_level")
         return ServedModel(
             alias=alias,
             version=version,
-            predict=lambda x: as_forecasts(pyfunc.predict(x)),
+            predict=how.predict,
             interval_level=float(level) if level is not None else None,
+            contract=how.contract,
+            runtime=how.runtime,
         )
 
     def _resolve(self, alias: str) -> str:
@@ -249,7 +256,7 @@ class ModelStore:
         except Exception as e:
             raise ReloadFailed(_registry_failure(s.mlflow_tracking_uri, e)) from None
 
-    def _load_version(self, version: str) -> Any:
+    def _load_version(self, version: str) -> tuple[Any, Serving]:
         import mlflow
 
         s = self._settings
@@ -270,27 +277,31 @@ class ModelStore:
                 staging.rename(local)
             meta = mlflow.models.Model.load(str(local)).metadata or {}
             want = (s.seq_len_required, s.n_features_required)
-            got = (meta.get("seq_len"), meta.get("n_features"))
-            if got != want:
-                raise ReloadFailed(
-                    f"version {version} takes windows of {got[0]} x {got[1]} "
-                    f"(seq_len x n_features), this gateway is configured for {want[0]} x "
-                    f"{want[1]} (SEQ_LEN_REQUIRED x N_FEATURES_REQUIRED)"
-                )
+            contract, set_aside = read_contract(meta)
+            if set_aside:
+                log.warning("version %s: %s", version, set_aside)
+            mismatch = contract.mismatch(version, *want)
+            if mismatch:
+                raise ReloadFailed(mismatch)
             pyfunc = mlflow.pyfunc.load_model(str(local))
-            smoke = pyfunc.predict(np.ones((1, *want), dtype=np.float32))
-            forecasts = as_forecasts(smoke)
+            # Windows reach the model as float64; versions whose signature names float32
+            # (logged before the wrapper took any dtype) get float32 through their predict.
+            how = serving(
+                contract, pyfunc, lambda x: as_forecasts(pyfunc.predict(x.astype(np.float32)))
+            )
+            # The smoke window goes the way requests will: through the served path.
+            forecasts = how.predict(np.ones((1, *want)))
             if forecasts.shape != (1, 3) or not np.isfinite(forecasts[:, 0]).all():
                 raise ReloadFailed(
                     f"version {version} failed its smoke prediction: expected one finite "
-                    f"price, got {smoke!r}"[:300]
+                    f"price, got {forecasts!r}"[:300]
                 )
         except ReloadFailed:
             raise
         except Exception as e:
             reason = _short(e, s.mlflow_tracking_uri)
             raise ReloadFailed(f"version {version} could not be loaded: {reason}") from None
-        return pyfunc
+        return pyfunc, how
 
 
 def _collect_and_freeze() -> None:
