@@ -158,11 +158,11 @@ BAD_PREDICT_BODIES: dict[str, tuple[bytes, str]] = {
         orjson.dumps({"X": _window(), "metadata": [1]}),
         "metadata must be a JSON object, got an array",
     ),
-    "negative close (wrapper)": (
+    "negative close (contract)": (
         orjson.dumps({"X": _with(11, 3, -100.0)}),
         "prices must be positive",
     ),
-    "zero open (wrapper)": (orjson.dumps({"X": _with(0, 0, 0)}), "feature 'open'"),
+    "zero open (contract)": (orjson.dumps({"X": _with(0, 0, 0)}), "X[0][0] is out of range"),
 }
 
 
@@ -274,6 +274,7 @@ def test_startup_waits_for_the_registry_then_loads(
             "model_loaded": False,
             "model_alias": None,
             "model_version": None,
+            "model_runtime": None,
         }
         r = post(gw, "/predict", {"X": _window()})
         assert (r.status_code, r.json()) == (503, {"detail": NOT_LOADED_DETAIL})
