@@ -57,6 +57,7 @@ class Health:
     model_loaded: bool
     model_alias: str | None
     model_version: str | None
+    model_runtime: str | None = None  # what runs the network (an extra beyond the spec)
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,11 @@ class _Protocol:
             raise error(status, detail)
         if call.operation == "health":
             return Health(
-                body["status"], body["model_loaded"], body["model_alias"], body["model_version"]
+                body["status"],
+                body["model_loaded"],
+                body["model_alias"],
+                body["model_version"],
+                body.get("model_runtime"),
             )
         if call.operation == "reload":
             return Reloaded(body["status"], body["model_alias"], body["model_version"])
