@@ -31,8 +31,10 @@ from mlflow.pyfunc.model import PythonModel, PythonModelContext
 # Column positions in model_wrapper.features.FEATURE_NAMES (repeated here: see module doc).
 OPEN, HIGH, LOW, CLOSE, VOLUME = 0, 1, 2, 3, 4
 SMA_7, SMA_21, EMA_12, EMA_26, MACD, MACD_SIGNAL = 9, 10, 11, 12, 13, 14
-PRICE_LEVELS = (OPEN, HIGH, LOW, CLOSE, SMA_7, SMA_21, EMA_12, EMA_26)
-PRICE_DIFFS = (MACD, MACD_SIGNAL)
+# Runs of adjacent columns, so that the transform works on views, in place.
+PRICE_RUNS = (slice(OPEN, CLOSE + 1), slice(SMA_7, EMA_26 + 1))
+PRICE_LEVELS = tuple(j for run in PRICE_RUNS for j in range(run.start, run.stop))
+PRICE_DIFFS = slice(MACD, MACD_SIGNAL + 1)
 # Batch sizes the inference function is compiled for; larger inputs run in chunks of the last.
 BATCH_BUCKETS = (1, 4, 16, 64)
 POINT, LOWER, UPPER = "pred_btc_close_next", "pred_interval_lower", "pred_interval_upper"
@@ -237,10 +239,14 @@ def transform_windows(arr: np.ndarray) -> np.ndarray:
     """
     out = arr.copy()
     last_close = arr[:, -1:, CLOSE : CLOSE + 1]
-    out[:, :, PRICE_LEVELS] = np.log(arr[:, :, PRICE_LEVELS] / last_close)
-    out[:, :, PRICE_DIFFS] = arr[:, :, PRICE_DIFFS] / last_close
-    log_volume = np.log1p(arr[:, :, VOLUME])
-    out[:, :, VOLUME] = log_volume - log_volume.mean(axis=1, keepdims=True)
+    for run in PRICE_RUNS:
+        prices = out[:, :, run]
+        prices /= last_close
+        np.log(prices, out=prices)
+    out[:, :, PRICE_DIFFS] /= last_close
+    log_volume = out[:, :, VOLUME]
+    np.log1p(log_volume, out=log_volume)
+    log_volume -= log_volume.mean(axis=1, keepdims=True)
     return out
 
 
