@@ -52,6 +52,7 @@ def test_health_reports_the_loaded_model(gateway: GatewayProcess, trained: Train
         "model_loaded": True,
         "model_alias": "staging",
         "model_version": trained.staging,
+        "model_runtime": "numpy",  # an extra beyond the spec: what runs the network
     }
 
 
