@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_wrapper.features import N_FEATURES, window_from_candles
+from model_wrapper.features import DEFAULT_SEQ_LEN, N_FEATURES, window_from_candles
 from model_wrapper.synthetic import synthetic_candles
 
 log = logging.getLogger("benchmarks.models")
@@ -27,7 +27,7 @@ log = logging.getLogger("benchmarks.models")
 MODEL_NAME = "BTC_LSTM_Bench"
 ALIAS = "bench"
 KERAS_MODEL_NAME = "BTC_LSTM_Bench_KerasFlavor"
-SEQ_LEN = 12
+SEQ_LEN = DEFAULT_SEQ_LEN
 
 
 def real_windows(n: int, seed: int = 100) -> np.ndarray:

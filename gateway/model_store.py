@@ -1,8 +1,9 @@
 """alias -> version -> loaded pyfunc, behind one immutable reference that is swapped whole.
 
-A reload resolves the alias, loads the version off the event loop, checks its shape, runs one
-smoke prediction and only then swaps the reference: a failed reload never takes the serving
-model away. Reloads are serialized; a request reads the reference once.
+A reload resolves the alias, loads the version off the event loop, checks its window contract
+against the configured shape (gateway/contract.py), runs one smoke prediction and only then
+swaps the reference: a failed reload never takes the serving model away. Reloads are
+serialized; a request reads the reference once.
 """
 
 from __future__ import annotations
