@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_wrapper.features import N_FEATURES, window_from_candles
+from model_wrapper.features import DEFAULT_SEQ_LEN, N_FEATURES, window_from_candles
 from model_wrapper.synthetic import synthetic_candles
 
 log = logging.getLogger("benchmarks.models")
@@ -27,7 +27,7 @@ log = logging.getLogger("benchmarks.models")
 MODEL_NAME = "BTC_LSTM_Bench"
 ALIAS = "bench"
 KERAS_MODEL_NAME = "BTC_LSTM_Bench_KerasFlavor"
-SEQ_LEN = 12
+SEQ_LEN = DEFAULT_SEQ_LEN
 
 
 def real_windows(n: int, seed: int = 100) -> np.ndarray:
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     from mlflow.types import Schema, TensorSpec
 
     from model_wrapper.publish import pip_requirements
-    from model_wrapper.training import TrainConfig, scaled_inputs, train_and_register
+    from model_wrapper.pyfunc import scale_windows
+    from model_wrapper.training import TrainConfig, train_and_register
 
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     args.out.mkdir(parents=True, exist_ok=True)
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     scaler = json.loads((local / "artifacts" / "scaler.json").read_text())
 
     windows = real_windows(args.windows)
-    scaled = scaled_inputs(windows, scaler)
+    # The Keras flavor takes what the wrapper feeds its network: the wrapper's own scaling.
+    scaled = scale_windows(windows, scaler["mean"], scaler["scale"]).astype(np.float32)
 
     # The same network as (c): what a user gets from MLflow's own flavor for a Keras 3 model.
     with mlflow.start_run(run_name="keras-flavor"):

@@ -16,13 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import orjson
 from starlette.applications import Starlette
 from starlette.types import Scope
 
 from gateway.batcher import Batcher
+from gateway.contract import shape_contract
 from gateway.metrics import Metrics
-from gateway.openapi import openapi_document
+from gateway.openapi import OpenAPIDocuments
 from gateway.prediction_log import PredictionLog
 from gateway.process import prepare_process
 from gateway.registry_source import RegistrySource
@@ -118,7 +118,9 @@ async def lifespan(
             "metrics": metrics,
             "gateway": Gateway(models, batcher, sender, metrics),
             "prediction_log": prediction_log,
-            "openapi": orjson.dumps(openapi_document(settings)),
+            "openapi": OpenAPIDocuments(settings),
+            # Before a version is served, windows are held to what the configured shape implies.
+            "shape_only": shape_contract(settings.seq_len_required, settings.n_features_required),
         }
 
 

@@ -33,7 +33,7 @@ log = logging.getLogger("gateway.prediction_log")
 CLOSE_COLUMN = FEATURE_NAMES.index("close")
 QUEUE_SIZE = 10_000
 
-# (unix time, request id, [T, F] float32 window, the answer, seconds the route took)
+# (unix time, request id, [T, F] float64 window as the body had it, the answer, route seconds)
 _Entry = tuple[float, str, np.ndarray, dict[str, Any], float]
 
 

@@ -1,7 +1,8 @@
 """Where served versions come from: the MLflow registry.
 
 Resolve an alias to a version, download the version once into a cache folder (versions are
-immutable), check the window shape it records, load its pyfunc and run one smoke prediction.
+immutable), read the window contract it declares and check it against the configured shape
+(gateway/contract.py), load its pyfunc and run one smoke prediction.
 Every call blocks (MLflow, TensorFlow): the holder (gateway/served_model.py) runs them on its
 own threads, never on the event loop.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from gateway.contract import WindowContract, read_contract, serving
 from gateway.errors import ReloadFailed
 from gateway.redact import redact_url, scrub
 from gateway.served_model import ServedModel
@@ -77,9 +79,9 @@ class RegistrySource:
         """`version`, checked and smoke-tested, ready to serve as `alias`; or ReloadFailed."""
         try:
             local = self._download(version)
-            self._check_shape(version, local)
+            contract = self._read_contract(version, local)
             pyfunc = self._load_pyfunc(local)
-            model = served(alias, version, pyfunc)
+            model = served(alias, version, pyfunc, contract)
             self._smoke_test(model)
         except ReloadFailed:
             raise
@@ -109,19 +111,18 @@ class RegistrySource:
             staging.rename(local)
         return local
 
-    def _check_shape(self, version: str, local: Path) -> None:
+    def _read_contract(self, version: str, local: Path) -> WindowContract:
         import mlflow
 
         s = self._settings
         meta = mlflow.models.Model.load(str(local)).metadata or {}
-        want = (s.seq_len_required, s.n_features_required)
-        got = (meta.get("seq_len"), meta.get("n_features"))
-        if got != want:
-            raise ReloadFailed(
-                f"version {version} takes windows of {got[0]} x {got[1]} "
-                f"(seq_len x n_features), this gateway is configured for {want[0]} x "
-                f"{want[1]} (SEQ_LEN_REQUIRED x N_FEATURES_REQUIRED)"
-            )
+        contract, set_aside = read_contract(meta)
+        if set_aside:
+            log.warning("version %s: %s", version, set_aside)
+        mismatch = contract.mismatch(version, s.seq_len_required, s.n_features_required)
+        if mismatch:
+            raise ReloadFailed(mismatch)
+        return contract
 
     def _load_pyfunc(self, local: Path) -> Any:
         import mlflow
@@ -130,9 +131,8 @@ class RegistrySource:
 
     def _smoke_test(self, model: ServedModel) -> None:
         s = self._settings
-        forecasts = model.predict(
-            np.ones((1, s.seq_len_required, s.n_features_required), np.float32)
-        )
+        # The smoke window goes the way requests will: through the served path.
+        forecasts = model.predict(np.ones((1, s.seq_len_required, s.n_features_required)))
         if forecasts.shape != (1, 3) or not np.isfinite(forecasts[:, 0]).all():
             raise ReloadFailed(
                 f"version {model.version} failed its smoke prediction: expected one finite "
@@ -140,14 +140,19 @@ class RegistrySource:
             )
 
 
-def served(alias: str, version: str, pyfunc: Any) -> ServedModel:
+def served(alias: str, version: str, pyfunc: Any, contract: WindowContract) -> ServedModel:
     """A loaded pyfunc as the gateway serves it."""
     level = (pyfunc.metadata.metadata or {}).get("forecast", {}).get("interval_level")
+    # Windows reach the model as float64; versions whose signature names float32 (logged before
+    # the wrapper took any dtype) get float32 through their predict.
+    how = serving(contract, pyfunc, lambda x: as_forecasts(pyfunc.predict(x.astype(np.float32))))
     return ServedModel(
         alias=alias,
         version=version,
-        predict=lambda x: as_forecasts(pyfunc.predict(x)),
+        predict=how.predict,
         interval_level=float(level) if level is not None else None,
+        contract=how.contract,
+        runtime=how.runtime,
     )
 
 

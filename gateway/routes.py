@@ -2,7 +2,8 @@
 
 Each route reads what it needs from the request's state, which the app's lifespan fills in
 (gateway/app.py): `settings`, `metrics`, `gateway` (the service), `prediction_log`
-(None when off) and `openapi` (the document, rendered once).
+(None when off), `openapi` (the documents, rendered once per served contract) and
+`shape_only` (the window contract the settings imply, used until a version is served).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from gateway.contract import WindowContract
 from gateway.docs import docs_routes
 from gateway.errors import (
     PREDICT_PREFIX,
@@ -29,7 +31,7 @@ from gateway.errors import (
 )
 from gateway.http_limits import READ_TIMED_OUT
 from gateway.metrics import Metrics
-from gateway.openapi import TITLE
+from gateway.openapi import TITLE, OpenAPIDocuments
 from gateway.prediction_log import PredictionLog
 from gateway.service import Gateway
 from gateway.settings import Settings
@@ -77,8 +79,10 @@ async def predict(request: Request) -> Response:
     settings: Settings = request.state.settings
     gateway: Gateway = request.state.gateway
     body = await read_body(request, settings.max_body_bytes, PREDICT_PREFIX)
+    model = gateway.store.current
+    contract: WindowContract = (model and model.contract) or request.state.shape_only
     try:
-        payload = parse_predict(body, settings.seq_len_required, settings.n_features_required)
+        payload = parse_predict(body, contract)
     except InvalidRequest as e:
         raise PredictFailed(str(e)) from None
     state = request.scope["state"]
@@ -106,8 +110,11 @@ async def reload(request: Request) -> Response:
 
 
 async def openapi_json(request: Request) -> Response:
-    document: bytes = request.state.openapi
-    return Response(document, media_type="application/json")
+    documents: OpenAPIDocuments = request.state.openapi
+    model = request.state.gateway.store.current
+    return Response(
+        documents.render(model.contract if model else None), media_type="application/json"
+    )
 
 
 async def metrics_text(request: Request) -> Response:

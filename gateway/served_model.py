@@ -21,6 +21,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from gateway.contract import WindowContract
 from gateway.errors import ReloadFailed
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -42,9 +43,11 @@ class Forecast(NamedTuple):
 class ServedModel:
     alias: str
     version: str
-    # [N, T, F] float32 -> [N, 3] float64: forecast, lower, upper (NaN bounds: no interval)
+    # [N, T, F] float64 -> [N, 3] float64: forecast, lower, upper (NaN bounds: no interval)
     predict: Callable[[np.ndarray], np.ndarray]
     interval_level: float | None = None
+    contract: WindowContract | None = None  # None: the shape the settings name (a stand-in)
+    runtime: str | None = None  # what runs the network, as the version reports it
 
 
 class ModelSource(Protocol):

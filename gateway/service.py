@@ -26,6 +26,8 @@ class Gateway:
             "model_loaded": model is not None,
             "model_alias": model.alias if model else None,
             "model_version": model.version if model else None,
+            # An extra beyond the spec's four: what runs the network ("numpy", "xla", "graph").
+            "model_runtime": model.runtime if model else None,
         }
 
     async def predict(self, request: PredictRequest, request_id: str) -> tuple[dict[str, Any], str]:

@@ -1,7 +1,8 @@
 """Request bodies -> checked values, before anything reaches the model.
 
-Validation runs per request so that one malformed request never joins (and poisons) a batch.
-Messages say what was expected and what came, without echoing the input back.
+Validation runs per request so that one malformed request never joins (and poisons) a batch:
+a window is held to the served version's own contract (gateway/contract.py) here, so the model
+never refuses one. Messages say what was expected and what came, without echoing the input back.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import orjson
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+from gateway.contract import WindowContract
+
 _MAX_URL_LENGTH = 2048
 _NUMBER_TYPES = frozenset((float, int))
 # orjson writes integers from -2**63 to 2**64 - 1 and at most this many levels of nesting; it
@@ -34,7 +36,7 @@ class InvalidRequest(ValueError):
 
 @dataclass(frozen=True)
 class PredictRequest:
-    x: np.ndarray  # [T, F] float32
+    x: np.ndarray  # [T, F] float64, within the served version's contract
     callback_url: str | None
     # Checked and serialized once, at parse time: the callback carries these bytes as they are.
     metadata: orjson.Fragment | None
@@ -79,20 +81,23 @@ def _kind(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def parse_predict(body: bytes, seq_len: int, n_features: int) -> PredictRequest:
+def parse_predict(body: bytes, contract: WindowContract) -> PredictRequest:
     payload = parse_json(body)
     if type(payload) is not dict:
         raise InvalidRequest(f"body must be a JSON object with X, got {_kind(payload)}")
     if "X" not in payload:
-        raise InvalidRequest(f"X is required: expected {seq_len} rows of {n_features} numbers")
+        raise InvalidRequest(
+            f"X is required: expected {contract.seq_len} rows of {contract.n_features} numbers"
+        )
     return PredictRequest(
-        x=parse_window(payload["X"], seq_len, n_features),
+        x=parse_window(payload["X"], contract),
         callback_url=parse_callback_url(payload.get("callback_url")),
         metadata=parse_metadata(payload.get("metadata"), body),
     )
 
 
-def parse_window(rows: Any, seq_len: int, n_features: int) -> np.ndarray:
+def parse_window(rows: Any, contract: WindowContract) -> np.ndarray:
+    seq_len, n_features = contract.seq_len, contract.n_features
     expected = f"expected {seq_len} rows of {n_features} numbers"
     if type(rows) is not list:
         raise InvalidRequest(f"X must be an array of arrays: {expected}, got {_kind(rows)}")
@@ -124,13 +129,12 @@ def parse_window(rows: Any, seq_len: int, n_features: int) -> np.ndarray:
         window = np.array(rows, dtype=np.float64)
     except OverflowError:
         raise InvalidRequest("X holds an integer too large for a float") from None
-    # orjson never yields NaN or inf, but a float64 can still overflow float32, the model's type.
-    if np.abs(window).max() > _FLOAT32_MAX:
-        i, j = (int(k) for k in np.argwhere(np.abs(window) > _FLOAT32_MAX)[0])
-        raise InvalidRequest(
-            f"X[{i}][{j}] is out of range: |value| must be at most {_FLOAT32_MAX:g}"
-        )
-    return window.astype(np.float32)
+    # Float64, as JSON has it: the contract's rules (float32 range, positive prices, ...) are
+    # about these values, and the model reads them as they are.
+    refusal = contract.refusal(window)
+    if refusal is not None:
+        raise InvalidRequest(refusal)
+    return window
 
 
 def parse_callback_url(url: Any) -> str | None:

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from model_wrapper.pyfunc import OUTPUT_COLUMNS
+from model_wrapper.pyfunc import OUTPUT_COLUMNS, input_contract
 
 if TYPE_CHECKING:
     import keras
@@ -38,7 +38,8 @@ def signature() -> ModelSignature:
     holds the contract: a TensorSpec has one shape ([T, F] or [N, T, F], not both) and one dtype
     (PyFuncModel.predict refuses float64 against float32 and the reverse), and its refusals
     repeat the whole input. The wrapper's check_windows is the one gate for every door; the
-    window's shape and feature names are in the model's metadata and its input example.
+    window's shape, feature names and value rules are in the model's metadata
+    (`input_contract`), and its shape in the input example.
     """
     return ModelSignature(
         inputs=None, outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS])
@@ -71,6 +72,9 @@ def log_forecaster(
         "feature_names": list(feature_names),
         "target": "next close in USD (network: scaled quantiles of the next log return)",
         **(extra_metadata or {}),
+        # What the wrapper being logged enforces (after extra_metadata: a rewrapped version's
+        # older declaration must not stand in for this code's).
+        "input_contract": input_contract(seq_len, n_features, feature_names),
     }
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = {

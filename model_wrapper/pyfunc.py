@@ -2,8 +2,13 @@
 
 This file travels inside every logged model, so it imports nothing from this repository:
 `mlflow models serve`, MLServer or a notebook load it with numpy, mlflow and TensorFlow only.
-The training code imports `check_windows` and `transform_windows` from here, so what the
+The training code imports `check_windows` and `scale_windows` from here, so what the
 network saw in training is exactly what it sees in serving.
+
+The input contract is defined once, in `input_contract`: it is written into every logged
+model's metadata (`input_contract`) so that a server can refuse a bad window before it joins a
+batch, and `check_windows` enforces the same rules at every door. A server that has enforced
+the declared contract itself calls `forecast_unchecked` instead of `predict`.
 
 Input: X of shape [T, F] or [N, T, F], raw feature values in FEATURE_NAMES order.
 Output: a DataFrame with one row per window (see OUTPUT_COLUMNS): the next close in USD, and
@@ -13,6 +18,7 @@ the bounds of its central interval (level in the model's metadata, `forecast.int
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import mlflow
@@ -25,12 +31,104 @@ from mlflow.pyfunc.model import PythonModel, PythonModelContext
 # Column positions in model_wrapper.features.FEATURE_NAMES (repeated here: see module doc).
 OPEN, HIGH, LOW, CLOSE, VOLUME = 0, 1, 2, 3, 4
 SMA_7, SMA_21, EMA_12, EMA_26, MACD, MACD_SIGNAL = 9, 10, 11, 12, 13, 14
-PRICE_LEVELS = (OPEN, HIGH, LOW, CLOSE, SMA_7, SMA_21, EMA_12, EMA_26)
-PRICE_DIFFS = (MACD, MACD_SIGNAL)
+# Runs of adjacent columns, so that the transform works on views, in place.
+PRICE_RUNS = (slice(OPEN, CLOSE + 1), slice(SMA_7, EMA_26 + 1))
+PRICE_LEVELS = tuple(j for run in PRICE_RUNS for j in range(run.start, run.stop))
+PRICE_DIFFS = slice(MACD, MACD_SIGNAL + 1)
 # Batch sizes the inference function is compiled for; larger inputs run in chunks of the last.
 BATCH_BUCKETS = (1, 4, 16, 64)
 POINT, LOWER, UPPER = "pred_btc_close_next", "pred_interval_lower", "pred_interval_upper"
 OUTPUT_COLUMNS = (POINT, LOWER, UPPER)
+# The network computes in float32: a finite float64 can still overflow it.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+CONTRACT_FORMAT = 1
+
+
+def input_contract(
+    seq_len: int, n_features: int, feature_names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The windows this model takes, as JSON data (the one definition of the input rules).
+
+    A window is [seq_len, n_features] numbers ([N, seq_len, n_features] for many) that the
+    network reads as float32. Each rule covers some features (positions in `feature_names`); a
+    value passes it when it is finite and within the rule's bounds, named as in JSON Schema
+    (`minimum`, `exclusiveMinimum`, `maximum`, `exclusiveMaximum`). Rules are checked in order,
+    and the first one broken is reported with its `message`.
+    """
+    every = list(range(n_features))
+    names = list(feature_names or [f"feature {j}" for j in every])
+    return {
+        "format": CONTRACT_FORMAT,
+        "shape": [-1, seq_len, n_features],
+        "dtype": "float32",
+        "feature_names": names,
+        "rules": [
+            {"features": every, "message": "X must be finite numbers"},
+            {
+                "features": every,
+                "minimum": -FLOAT32_MAX,
+                "maximum": FLOAT32_MAX,
+                "message": f"|value| must be at most {FLOAT32_MAX:g} (float32)",
+            },
+            {
+                "features": [j for j in PRICE_LEVELS if j < n_features],
+                "exclusiveMinimum": 0.0,
+                "message": "prices must be positive",
+            },
+            {
+                "features": [j for j in (VOLUME,) if j < n_features],
+                "minimum": 0.0,
+                "message": "volume must not be negative",
+            },
+        ],
+    }
+
+
+class WindowRules:
+    """A contract's value rules as per-feature inclusive bounds, for one bulk test of a batch.
+
+    An exclusive bound becomes the next float64 inside it and "finite" the largest finite
+    float64, so that `lowest <= x <= highest` holds exactly when every rule does (NaN fails).
+    """
+
+    def __init__(self, contract: dict[str, Any]) -> None:
+        _, self.seq_len, self.n_features = contract["shape"]
+        self.feature_names = list(contract["feature_names"])
+        self.rules = [_rule_bounds(rule, self.n_features) for rule in contract["rules"]]
+        self.lowest = np.max([low for _, low, _, _ in self.rules], axis=0)
+        self.highest = np.min([high for _, _, high, _ in self.rules], axis=0)
+
+    def first_broken(self, arr: np.ndarray) -> tuple[str, int, int, int] | None:
+        """(message, window, step, feature) of the first value a float64 [N, T, F] batch
+        breaks, in rule order, or None when every value passes."""
+        if ((arr >= self.lowest) & (arr <= self.highest)).all():
+            return None
+        for features, low, high, message in self.rules:
+            bad = features & ~((arr >= low) & (arr <= high))
+            if bad.any():
+                n, t, f = (int(i) for i in np.argwhere(bad)[0])
+                return message, n, t, f
+        raise AssertionError("unreachable: a value broke the joint bounds but no rule")
+
+
+def _rule_bounds(
+    rule: dict[str, Any], n_features: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    big = float(np.finfo(np.float64).max)
+    low, high = -big, big
+    if "minimum" in rule:
+        low = max(low, float(rule["minimum"]))
+    if "exclusiveMinimum" in rule:
+        low = max(low, float(np.nextafter(float(rule["exclusiveMinimum"]), np.inf)))
+    if "maximum" in rule:
+        high = min(high, float(rule["maximum"]))
+    if "exclusiveMaximum" in rule:
+        high = min(high, float(np.nextafter(float(rule["exclusiveMaximum"]), -np.inf)))
+    covered = np.zeros(n_features, dtype=bool)
+    covered[list(rule["features"])] = True
+    lows = np.where(covered, low, -big)
+    highs = np.where(covered, high, big)
+    return covered, lows, highs, str(rule["message"])
 
 
 class InputRefused(MlflowException):
@@ -55,16 +153,21 @@ def invalid(message: str) -> InputRefused:
 
 
 def check_windows(
-    x: Any, seq_len: int, n_features: int, feature_names: list[str] | None = None
+    x: Any,
+    seq_len: int,
+    n_features: int,
+    feature_names: Sequence[str] | None = None,
+    rules: WindowRules | None = None,
 ) -> np.ndarray:
     """X as a float64 [N, T, F] array, or an InputRefused saying what was wrong.
 
     This is the model's only input check (the logged signature declares no input schema): any
     real dtype, an array or nested lists, [T, F] or [N, T, F], or a DataFrame of one window
-    whose columns are the feature names (in any order).
+    whose columns are the feature names (in any order); then the rules of `input_contract`
+    (`rules`: those rules compiled once, by a caller that checks many inputs).
     """
     if isinstance(x, pd.DataFrame):
-        x = _frame_window(x, n_features, feature_names)
+        x = _frame_window(x, n_features, list(feature_names or []))
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError, OverflowError) as e:
@@ -88,32 +191,14 @@ def check_windows(
             f"each window must be {seq_len} time steps x {n_features} features, "
             f"got {arr.shape[1]} x {arr.shape[2]}"
         )
-    names = feature_names or [f"feature {j}" for j in range(n_features)]
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        n, t, f = (int(i) for i in np.argwhere(bad)[0])
+    rules = rules or WindowRules(input_contract(seq_len, n_features, feature_names))
+    broken = rules.first_broken(arr)
+    if broken is not None:
+        message, n, t, f = broken
         raise invalid(
-            f"X must be finite numbers: found {arr[n, t, f]} at window {n}, step {t}, "
-            f"feature '{names[f]}'"
+            f"{message}: found {arr[n, t, f]} at window {n}, step {t}, "
+            f"feature '{rules.feature_names[f]}'"
         )
-    # float32 is what the network takes: a finite float64 can still overflow it.
-    if (np.abs(arr) > np.finfo(np.float32).max).any():
-        n, t, f = (int(i) for i in np.argwhere(np.abs(arr) > np.finfo(np.float32).max)[0])
-        raise invalid(
-            f"X values must fit in float32: found {arr[n, t, f]} at window {n}, step {t}, "
-            f"feature '{names[f]}'"
-        )
-    prices = arr[:, :, PRICE_LEVELS]
-    if (prices <= 0).any():
-        n, t, k = (int(i) for i in np.argwhere(prices <= 0)[0])
-        raise invalid(
-            f"prices must be positive: found {prices[n, t, k]} at window {n}, step {t}, "
-            f"feature '{names[PRICE_LEVELS[k]]}'"
-        )
-    volume = arr[:, :, VOLUME]
-    if (volume < 0).any():
-        n, t = (int(i) for i in np.argwhere(volume < 0)[0])
-        raise invalid(f"volume must not be negative: found {volume[n, t]} at window {n}, step {t}")
     return arr
 
 
@@ -154,11 +239,24 @@ def transform_windows(arr: np.ndarray) -> np.ndarray:
     """
     out = arr.copy()
     last_close = arr[:, -1:, CLOSE : CLOSE + 1]
-    out[:, :, PRICE_LEVELS] = np.log(arr[:, :, PRICE_LEVELS] / last_close)
-    out[:, :, PRICE_DIFFS] = arr[:, :, PRICE_DIFFS] / last_close
-    log_volume = np.log1p(arr[:, :, VOLUME])
-    out[:, :, VOLUME] = log_volume - log_volume.mean(axis=1, keepdims=True)
+    for run in PRICE_RUNS:
+        prices = out[:, :, run]
+        prices /= last_close
+        np.log(prices, out=prices)
+    out[:, :, PRICE_DIFFS] /= last_close
+    log_volume = out[:, :, VOLUME]
+    np.log1p(log_volume, out=log_volume)
+    log_volume -= log_volume.mean(axis=1, keepdims=True)
     return out
+
+
+def scale_windows(arr: np.ndarray, mean: Any, scale: Any) -> np.ndarray:
+    """Checked float64 [N, T, F] windows -> the network's input, still float64: the level-free
+    transform, then the standard scaling fitted in training (`mean`, `scale` per feature)."""
+    scaled = transform_windows(arr)
+    scaled -= mean
+    scaled /= scale
+    return scaled
 
 
 def forecast_prices(
@@ -198,6 +296,9 @@ class LSTMForecaster(PythonModel):
         self.seq_len = int(meta["seq_len"])
         self.n_features = int(meta["n_features"])
         self.feature_names = list(meta["feature_names"])
+        # The rules this code enforces (a version rewrapped from older metadata has them too).
+        self.input_contract = input_contract(self.seq_len, self.n_features, self.feature_names)
+        self._rules = WindowRules(self.input_contract)
         self._scaler = scaler
         self._forecast = dict(meta.get("forecast", {}))
         self._mean = np.asarray(scaler["mean"], dtype=np.float64)
@@ -214,32 +315,58 @@ class LSTMForecaster(PythonModel):
         model_input: np.ndarray,
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
-        arr = check_windows(model_input, self.seq_len, self.n_features, self.feature_names)
-        scaled = (transform_windows(arr) - self._mean) / self._scale
+        arr = check_windows(
+            model_input, self.seq_len, self.n_features, self.feature_names, self._rules
+        )
+        scaled = scale_windows(arr, self._mean, self._scale)
         # A window can pass every check and still scale beyond float32 (a return of 1e38 is a
         # finite number): the LSTM would answer NaN. Refuse it like any other bad input.
-        beyond = ~(np.abs(scaled) <= np.finfo(np.float32).max)
+        beyond = ~(np.abs(scaled) <= FLOAT32_MAX)
         if beyond.any():
             n, t, f = (int(i) for i in np.argwhere(beyond)[0])
             raise invalid(
                 f"X is beyond what the model can read: feature '{self.feature_names[f]}' at "
                 f"window {n}, step {t} ({arr[n, t, f]:g}) does not scale to a finite float32"
             )
-        scaled = scaled.astype(np.float32)
-        out = np.concatenate(
-            [
-                self._run(scaled[i : i + BATCH_BUCKETS[-1]])
-                for i in range(0, len(scaled), BATCH_BUCKETS[-1])
-            ]
-        )
-        columns = forecast_prices(
-            arr[:, -1, CLOSE], out.astype(np.float64), self._scaler, self._forecast
-        )
+        columns = self._prices(arr, scaled)
         for values in columns.values():
             if not np.isfinite(values).all():
                 n = int(np.argwhere(~np.isfinite(values))[0][0])
                 raise invalid(f"the model gave no finite forecast for window {n}")
         return pd.DataFrame(columns)
+
+    def forecast_unchecked(self, windows: np.ndarray) -> np.ndarray:
+        """The fast path for a server that has enforced `input_contract` itself.
+
+        float64 [N, T, F] windows that pass the contract -> [N, 3] float64 by OUTPUT_COLUMNS
+        (USD; NaN bounds for a network without an interval). No DataFrame and no second check:
+        a window the network cannot read (it scales beyond float32) or answer gets a NaN row,
+        so that one such window never fails the others of a batch.
+        """
+        arr = np.asarray(windows, dtype=np.float64)
+        scaled = scale_windows(arr, self._mean, self._scale)
+        unreadable = ~(np.abs(scaled) <= FLOAT32_MAX).all(axis=(1, 2))
+        if unreadable.any():
+            scaled[unreadable] = 0.0
+        columns = self._prices(arr, scaled)
+        out = np.full((len(arr), len(OUTPUT_COLUMNS)), np.nan)
+        for j, name in enumerate(OUTPUT_COLUMNS):
+            if name in columns:
+                out[:, j] = columns[name]
+        out[unreadable] = np.nan
+        return out
+
+    def _prices(self, arr: np.ndarray, scaled: np.ndarray) -> dict[str, np.ndarray]:
+        x = scaled.astype(np.float32)
+        size = BATCH_BUCKETS[-1]
+        out = (
+            self._run(x)
+            if len(x) <= size
+            else np.concatenate([self._run(x[i : i + size]) for i in range(0, len(x), size)])
+        )
+        return forecast_prices(
+            arr[:, -1, CLOSE], out.astype(np.float64), self._scaler, self._forecast
+        )
 
     def _run(self, chunk: np.ndarray) -> np.ndarray:
         """Outputs for at most BATCH_BUCKETS[-1] windows, padded to the next compiled size."""

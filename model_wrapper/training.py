@@ -28,6 +28,7 @@ from model_wrapper.pyfunc import (
     UPPER,
     check_windows,
     forecast_prices,
+    scale_windows,
     transform_windows,
 )
 from model_wrapper.report import forecast_report
@@ -144,9 +145,10 @@ def fit_scaler(x_train: np.ndarray, target_train: np.ndarray) -> dict[str, Any]:
 
 
 def scaled_inputs(x: np.ndarray, scaler: dict[str, Any]) -> np.ndarray:
-    """The network's input for raw windows: the pyfunc's transform and the fitted scaler."""
-    scaled: np.ndarray = (transform_windows(x) - scaler["mean"]) / np.asarray(scaler["scale"])
-    return scaled.astype(np.float32)
+    """The network's float32 input for raw windows: the pyfunc's own scaling."""
+    return scale_windows(np.asarray(x, np.float64), scaler["mean"], scaler["scale"]).astype(
+        np.float32
+    )
 
 
 def choose_shrinkage(last_close: np.ndarray, median: np.ndarray, actual: np.ndarray) -> float:

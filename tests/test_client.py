@@ -102,9 +102,12 @@ def test_sync_client_every_method(live_gateway: LiveGateway, trained: TrainedVer
         assert from_list.posted_to_callback is False and from_list.callback_error is None
         assert from_list.request_id == "client-sync-1"
         assert from_list.pred_btc_close_next > 0
-        # The same window as float32 and float64 arrays, and as the candles it came from.
-        for x in (np.asarray(window, np.float32), np.asarray(window), candles):
+        # The same window as a float64 array and as the candles it came from: the same numbers.
+        for x in (np.asarray(window), candles):
             assert gw.predict(x).pred_btc_close_next == from_list.pred_btc_close_next
+        # As float32, the numbers sent are rounded to float32, and the gateway reads them as sent.
+        rounded = gw.predict(np.asarray(window, np.float32)).pred_btc_close_next
+        assert rounded == pytest.approx(from_list.pred_btc_close_next, rel=1e-6)
 
         moved = gw.reload("Production", timeout=120)
         assert moved == Reloaded("reloaded", "Production", trained.production)

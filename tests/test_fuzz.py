@@ -42,6 +42,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
+from gateway.contract import shape_contract
 from gateway.errors import PREDICT_PREFIX, RELOAD_PREFIX
 from gateway.validation import InvalidRequest, parse_predict
 from model_wrapper.pyfunc import PRICE_LEVELS, VOLUME, check_windows
@@ -82,7 +83,7 @@ def undocumented_refusal(case: schemathesis.Case, detail: str) -> str | None:
         return None
     try:
         # The stdlib encoder, as requests uses: it writes integers of any size.
-        request = parse_predict(json.dumps(body).encode(), SEQ_LEN, N_FEATURES)
+        request = parse_predict(json.dumps(body).encode(), shape_contract(SEQ_LEN, N_FEATURES))
     except InvalidRequest as e:
         text = str(e)
         if "callback_url" in text:

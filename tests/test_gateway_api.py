@@ -63,6 +63,7 @@ def test_health_reports_the_loaded_model(
         "model_loaded": True,
         "model_alias": "staging",
         "model_version": trained.staging,
+        "model_runtime": "numpy",  # an extra beyond the spec: what runs the network
     }
 
 
@@ -215,11 +216,11 @@ BAD_PREDICT_BODIES: dict[str, tuple[bytes, str]] = {
         orjson.dumps({"X": _window(), "metadata": [1]}),
         "metadata must be a JSON object, got an array",
     ),
-    "negative close (wrapper)": (
+    "negative close (contract)": (
         orjson.dumps({"X": _with(11, 3, -100.0)}),
         "prices must be positive",
     ),
-    "zero open (wrapper)": (orjson.dumps({"X": _with(0, 0, 0)}), "feature 'open'"),
+    "zero open (contract)": (orjson.dumps({"X": _with(0, 0, 0)}), "X[0][0] is out of range"),
 }
 
 
@@ -327,6 +328,7 @@ def test_startup_waits_for_the_registry_then_loads(
             "model_loaded": False,
             "model_alias": None,
             "model_version": None,
+            "model_runtime": None,
         }
         r = post(gw.url, "/predict", {"X": _window()})
         assert (r.status_code, r.json()) == (503, {"detail": NOT_LOADED_DETAIL})

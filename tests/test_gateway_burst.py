@@ -51,7 +51,7 @@ def test_a_malformed_request_in_a_burst_gets_its_own_400(
     bodies: list[dict[str, object]] = [{"X": w.tolist()} for w in x[:48]]
     short = {"X": x[0].tolist()[:5]}  # refused by the gateway before batching
     negative = x[1].copy()
-    negative[-1, 3] = -1.0  # refused by the wrapper, inside a batch
+    negative[-1, 3] = -1.0  # refused by the served version's contract, before batching
     bad_at = {5: short, 17: {"X": negative.tolist()}, 30: short, 41: {"X": negative.tolist()}}
     for i, body in bad_at.items():
         bodies[i] = body

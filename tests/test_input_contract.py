@@ -21,7 +21,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from model_wrapper.features import FEATURE_NAMES
-from model_wrapper.pyfunc import OUTPUT_COLUMNS, InputRefused
+from model_wrapper.pyfunc import OUTPUT_COLUMNS, InputRefused, input_contract
 from tests.helpers import (
     MODEL_NAME,
     SEQ_LEN,
@@ -83,6 +83,19 @@ BAD: dict[str, tuple[Any, str]] = {
     "[F]": (X[0, 0], "X must have shape [12, 18] or [N, 12, 18], got shape [18]"),
     "text": ([["a"] * 18] * SEQ_LEN, "could not read it as a numeric array"),
     "no window": (np.zeros((0, SEQ_LEN, 18)), "X holds no window"),
+    # The contract's value rules, at every door as well.
+    "non-positive price": (
+        np.where(np.arange(18) == 3, 0.0, X),
+        "prices must be positive: found 0.0 at window 0, step 0, feature 'close'",
+    ),
+    "negative volume": (
+        np.where(np.arange(18) == 4, -2.0, X),
+        "volume must not be negative: found -2.0 at window 0, step 0, feature 'volume'",
+    ),
+    "beyond float32": (
+        np.where(np.arange(18) == 7, 1e300, X),
+        "|value| must be at most 3.40282e+38 (float32): found 1e+300 at window 0, step 0",
+    ),
 }
 
 
@@ -150,9 +163,12 @@ def test_the_logged_signature_leaves_the_input_to_the_wrapper(
     meta = model.metadata
     assert meta.get_input_schema() is None
     assert meta.get_output_schema().input_names() == list(OUTPUT_COLUMNS)
-    # The shape and the names still travel with the model.
+    # The shape, the names and the value rules still travel with the model.
     assert (meta.metadata["seq_len"], meta.metadata["n_features"]) == (SEQ_LEN, 18)
     assert meta.metadata["feature_names"] == list(FEATURE_NAMES)
+    declared = meta.metadata["input_contract"]
+    assert declared == input_contract(SEQ_LEN, 18, FEATURE_NAMES)
+    assert declared["shape"] == [-1, SEQ_LEN, 18] and declared["dtype"] == "float32"
 
 
 @pytest.mark.parametrize("form", FORMS)

@@ -18,7 +18,7 @@ from mlflow.exceptions import MlflowException
 
 from model_wrapper.features import FEATURE_NAMES, window_from_candles
 from model_wrapper.publish import promote, set_alias
-from model_wrapper.pyfunc import LOWER, OUTPUT_COLUMNS, POINT, UPPER
+from model_wrapper.pyfunc import LOWER, OUTPUT_COLUMNS, POINT, UPPER, input_contract
 from model_wrapper.synthetic import synthetic_candles
 from tests.helpers import MODEL_NAME, SEQ_LEN, TrainedVersions
 
@@ -47,8 +47,10 @@ def test_registered_model_records_its_shape(
     assert meta.metadata["seq_len"] == SEQ_LEN
     assert meta.metadata["n_features"] == len(FEATURE_NAMES)
     assert meta.metadata["feature_names"] == list(FEATURE_NAMES)
-    # No input schema: the wrapper's own check is the contract (tests/test_input_contract.py).
+    # No input schema: the wrapper's own check is the contract (tests/test_input_contract.py),
+    # and the version declares it, as the wrapper defines it, for servers to enforce.
     assert meta.get_input_schema() is None
+    assert meta.metadata["input_contract"] == input_contract(SEQ_LEN, 18, FEATURE_NAMES)
     version = MlflowClient().get_model_version(MODEL_NAME, trained.staging)
     assert version.tags["seq_len"] == str(SEQ_LEN)
     assert "staging" in version.aliases
@@ -59,7 +61,7 @@ def test_registered_model_equals_network_plus_scaler(
 ) -> None:
     import keras
 
-    from model_wrapper.pyfunc import CLOSE, transform_windows
+    from model_wrapper.pyfunc import CLOSE, scale_windows
 
     local = Path(
         mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}@staging", dst_path=str(tmp_path))
@@ -69,7 +71,7 @@ def test_registered_model_equals_network_plus_scaler(
     scaler = json.loads((artifacts / "scaler.json").read_text())
     x = windows(8)
     forecast = staging_model.metadata.metadata["forecast"]
-    scaled = (transform_windows(x.astype(np.float64)) - scaler["mean"]) / scaler["scale"]
+    scaled = scale_windows(x.astype(np.float64), scaler["mean"], scaler["scale"])
     out = np.asarray(network(scaled.astype(np.float32), training=False), dtype=np.float64)
     low, mid, high = np.sort(out * scaler["target_scale"] + scaler["target_mean"], axis=1).T
     last = x[:, -1, CLOSE]
@@ -154,3 +156,23 @@ def test_any_batch_size_equals_one_window_at_a_time(
     for n in (2, 5, 64, 70):
         got = forecaster.predict(None, x[:n]).to_numpy()
         np.testing.assert_allclose(got, one_by_one[:n], rtol=1e-5)
+
+
+def test_the_unchecked_fast_path_answers_as_predict_does(
+    staging_model: mlflow.pyfunc.PyFuncModel,
+) -> None:
+    """What a server that enforced the contract itself calls: [N, 3] floats, no DataFrame."""
+    forecaster = staging_model.unwrap_python_model()
+    x = windows(70).astype(np.float64)
+    fast = forecaster.forecast_unchecked(x)
+    assert fast.shape == (70, 3) and fast.dtype == np.float64
+    np.testing.assert_array_equal(fast, forecaster.predict(None, x).to_numpy())
+    # A window the network cannot read (finite, but it scales beyond float32) gets a NaN row
+    # there, where predict refuses it: it never fails the other windows of a batch.
+    unreadable = x[:3].copy()
+    unreadable[1, :, 5] = 3e38  # return_1: no rule bounds it below float32's limit
+    rows = forecaster.forecast_unchecked(unreadable)
+    assert np.isnan(rows[1]).all()
+    np.testing.assert_array_equal(rows[[0, 2]], fast[[0, 2]])
+    with pytest.raises(MlflowException, match="beyond what the model can read"):
+        forecaster.predict(None, unreadable)

@@ -8,15 +8,23 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
 from gateway.app import create_app
+from gateway.contract import version_contract
+from gateway.errors import PREDICT_PREFIX
 from gateway.openapi import openapi_document
 from gateway.settings import Settings
-from tests.helpers import LiveGateway
+from model_wrapper.features import FEATURE_NAMES, N_FEATURES
+from model_wrapper.pyfunc import input_contract
+from tests.helpers import SEQ_LEN, LiveGateway
+
+# What a version of this wrapper declares: the document /openapi.json serves once it is served.
+DECLARED = version_contract({"input_contract": input_contract(SEQ_LEN, N_FEATURES, FEATURE_NAMES)})
 
 # Routes that serve the document itself or its viewer, not the API.
 NOT_API = {"/openapi.json", "/docs", "/docs/init.js", "/docs/assets"}
@@ -56,6 +64,32 @@ def test_the_document_passes_the_openapi_validator(environ: dict[str, str]) -> N
     validate(doc)  # raises OpenAPIValidationError naming the first problem
 
 
+def test_x_is_documented_by_the_served_versions_contract() -> None:
+    doc = openapi_document(Settings(), DECLARED)
+    validate(doc)
+    x = doc["components"]["schemas"]["PredictPayload"]["properties"]["X"]
+    assert (x["minItems"], x["maxItems"]) == (SEQ_LEN, SEQ_LEN)
+    columns = {column["title"]: column for column in x["items"]["prefixItems"]}
+    assert list(columns) == list(FEATURE_NAMES) and x["items"]["items"] is False
+    assert columns["close"]["exclusiveMinimum"] == 0 and "minimum" not in columns["close"]
+    assert columns["volume"]["minimum"] == 0
+    limit = columns["rsi_14"]["maximum"]
+    assert columns["rsi_14"]["minimum"] == -limit and limit == float(np.finfo(np.float32).max)
+    # Before a version is served: the rule the shape implies, for every value alike.
+    shape_only = openapi_document(Settings())["components"]["schemas"]["PredictPayload"]
+    assert shape_only["properties"]["X"]["items"]["items"] == {
+        "type": "number",
+        "minimum": -limit,
+        "maximum": limit,
+    }
+    # The 400 example is the gateway's own refusal, with the spec's prefix from errors.py.
+    example = doc["paths"]["/predict"]["post"]["responses"]["400"]["content"]["application/json"]
+    assert example["example"]["detail"] == (
+        PREDICT_PREFIX + f"X has the wrong shape: expected [{SEQ_LEN}, {N_FEATURES}] "
+        "(SEQ_LEN_REQUIRED x N_FEATURES_REQUIRED), got 3 rows"
+    )
+
+
 def test_every_route_is_documented_with_an_operation_id() -> None:
     app = create_app(Settings())
     routes = {
@@ -91,8 +125,9 @@ def test_reload_requires_the_bearer_scheme_when_a_token_is_set() -> None:
             assert "security" not in operation
 
 
-def test_every_body_and_answer_has_an_example_its_schema_accepts() -> None:
-    doc = openapi_document(Settings())
+@pytest.mark.parametrize("declared", [False, True], ids=["shape-only", "declared"])
+def test_every_body_and_answer_has_an_example_its_schema_accepts(declared: bool) -> None:
+    doc = openapi_document(Settings(), DECLARED if declared else None)
     seen = 0
     for where, schema, example in examples(doc):
         assert example is not None, f"{where} has no example"
@@ -107,6 +142,14 @@ def test_every_body_and_answer_has_an_example_its_schema_accepts() -> None:
 def test_the_live_document_and_its_predict_example(live_gateway: LiveGateway) -> None:
     live = httpx.get(f"{live_gateway.url}/openapi.json").json()
     validate(live)
+    # The served version's contract, as the gateway enforces it.
+    assert live == openapi_document(Settings(admin_token=live_gateway.admin_token), DECLARED)
+    health = httpx.get(f"{live_gateway.url}/health").json()
+    assert health["model_runtime"] == "numpy"
+    validator = Draft202012Validator(
+        {**live["components"]["schemas"]["Health"], "components": live["components"]}
+    )
+    assert not list(validator.iter_errors(health))
     assert live["paths"]["/reload"]["post"]["security"] == [{"adminToken": []}]
     example = live["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     # The example Swagger UI's "Try it out" sends is a window the served model answers.

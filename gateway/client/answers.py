@@ -11,6 +11,7 @@ class Health:
     model_loaded: bool
     model_alias: str | None
     model_version: str | None
+    model_runtime: str | None = None  # what runs the network (an extra beyond the spec)
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,11 @@ class Protocol:
             raise error(status, detail)
         if call.operation == "health":
             return Health(
-                body["status"], body["model_loaded"], body["model_alias"], body["model_version"]
+                body["status"],
+                body["model_loaded"],
+                body["model_alias"],
+                body["model_version"],
+                body.get("model_runtime"),
             )
         if call.operation == "reload":
             return Reloaded(body["status"], body["model_alias"], body["model_version"])

@@ -1,0 +1,99 @@
+"""Which runtime serves the network: each one the wrapper may pick equals the TensorFlow graph
+within 1e-5 on real windows, and when one fails to convert or disagrees, the next one serves.
+(NumPy on what this project trains, ensembles included: tests/test_training.py.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from model_wrapper import pyfunc
+from model_wrapper.features import N_FEATURES
+from model_wrapper.network import build_network
+from model_wrapper.synthetic import synthetic_candles
+from model_wrapper.training import fit_scaler, make_windows, scaled_inputs
+from tests.helpers import SEQ_LEN
+
+
+@pytest.fixture(scope="module")
+def network() -> Any:
+    """An untrained network of the project's architecture: its weights are as good as any for
+    comparing runtimes, and no training is needed."""
+    import keras
+
+    keras.utils.set_random_seed(5)
+    return build_network(SEQ_LEN, N_FEATURES, units=8, compile=False)
+
+
+@pytest.fixture(scope="module")
+def x() -> np.ndarray:
+    """Real windows, scaled as the wrapper scales them: the network's real inputs."""
+    windows = make_windows(synthetic_candles(200, seed=6), SEQ_LEN)
+    return scaled_inputs(windows.x, fit_scaler(windows.x, windows.target))
+
+
+def graph_outputs(network: Any, x: np.ndarray) -> np.ndarray:
+    return np.asarray(network(x, training=False))
+
+
+def assert_serves_like_the_graph(infer: Any, network: Any, x: np.ndarray) -> None:
+    for n in (1, 3, 64, len(x)):
+        got = np.asarray(pyfunc_run(infer, x[:n]))
+        np.testing.assert_allclose(got, graph_outputs(network, x[:n]), rtol=1e-5, atol=1e-6)
+
+
+def pyfunc_run(infer: Any, chunk: np.ndarray) -> np.ndarray:
+    """Padded to a compiled batch size, as the wrapper's _run does for XLA and the graph."""
+    out = [np.asarray(infer(chunk[i : i + 64])) for i in range(0, len(chunk), 64)]
+    return np.concatenate(out)
+
+
+@pytest.fixture
+def no_numpy_forward(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(pyfunc, "numpy_forward", lambda network: None)
+    yield
+
+
+def test_numpy_serves_what_the_project_trains(network: Any, x: np.ndarray) -> None:
+    infer, runtime = pyfunc._compile(network, SEQ_LEN, N_FEATURES)
+    assert runtime == "numpy"
+    assert_serves_like_the_graph(infer, network, x)
+
+
+def test_a_numpy_forward_that_disagrees_is_not_served(
+    network: Any, x: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def off_by_a_little(network: Any) -> Any:
+        return lambda batch: graph_outputs(network, batch) * (1 + 1e-3)
+
+    monkeypatch.setattr(pyfunc, "numpy_forward", off_by_a_little)
+    infer, runtime = pyfunc._compile(network, SEQ_LEN, N_FEATURES)
+    assert runtime in ("xla", "graph")
+    assert_serves_like_the_graph(infer, network, x)
+
+
+def test_xla_when_numpy_cannot_serve(network: Any, x: np.ndarray, no_numpy_forward: None) -> None:
+    infer, runtime = pyfunc._compile(network, SEQ_LEN, N_FEATURES)
+    assert runtime == "xla"  # XLA compiles on this platform (Linux x86-64 CPU)
+    assert_serves_like_the_graph(infer, network, x)
+
+
+def test_the_graph_when_xla_fails_to_compile(
+    network: Any, x: np.ndarray, no_numpy_forward: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tensorflow as tf
+
+    real_function = tf.function
+
+    def no_xla(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("jit_compile"):
+            raise RuntimeError("XLA is not available on this platform")
+        return real_function(*args, **kwargs)
+
+    monkeypatch.setattr(tf, "function", no_xla)
+    infer, runtime = pyfunc._compile(network, SEQ_LEN, N_FEATURES)
+    assert runtime == "graph"
+    assert_serves_like_the_graph(infer, network, x)
