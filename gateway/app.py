@@ -81,6 +81,7 @@ def create_app(
         metrics,
         max_batch_size=settings.max_batch_size,
         max_wait_s=settings.max_batch_wait_ms / 1000,
+        inline_max_s=settings.inline_predict_max_ms / 1000,
     )
     # Filled in by the lifespan: the aiohttp session must be created inside the running loop.
     services: dict[str, Gateway] = {}

@@ -31,6 +31,9 @@ class Settings:
     # Batching: at most this many windows per model call; wait this long for more (0: never).
     max_batch_size: int = 64
     max_batch_wait_ms: float = 0.0
+    # A lone window runs on the event loop, not the model thread, while the served model's
+    # measured cost for one window stays within this many milliseconds (0: always the thread).
+    inline_predict_max_ms: float = 0.5
     # Bodies this size parse in about 10 ms even when made of tiny arrays; a default window is
     # ~5 KB and one of 365 x 18 values ~130 KB.
     max_body_bytes: int = 256 * 1024
@@ -75,6 +78,7 @@ class Settings:
             callback_allowed_networks=r.networks("CALLBACK_ALLOWED_NETWORKS"),
             max_batch_size=r.integer("MAX_BATCH_SIZE", d.max_batch_size, minimum=1),
             max_batch_wait_ms=r.number("MAX_BATCH_WAIT_MS", d.max_batch_wait_ms),
+            inline_predict_max_ms=r.number("INLINE_PREDICT_MAX_MS", d.inline_predict_max_ms),
             max_body_bytes=r.integer("MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
             admin_token=_bearer_token(environ.get("GATEWAY_ADMIN_TOKEN") or None),
             shutdown_grace_seconds=r.number("SHUTDOWN_GRACE_SECONDS", d.shutdown_grace_seconds),
