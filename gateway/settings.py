@@ -31,9 +31,6 @@ class Settings:
     # Batching: at most this many windows per model call; wait this long for more (0: never).
     max_batch_size: int = 64
     max_batch_wait_ms: float = 0.0
-    # A lone window runs on the event loop, not the model thread, while the served model's
-    # measured cost for one window stays within this many milliseconds (0: always the thread).
-    inline_predict_max_ms: float = 0.5
     # Bodies this size parse in about 10 ms even when made of tiny arrays; a default window is
     # ~5 KB and one of 365 x 18 values ~130 KB.
     max_body_bytes: int = 256 * 1024
@@ -58,6 +55,9 @@ class Settings:
     http_max_connections: int = 512
     callback_max_connections: int = 100
     callback_max_connections_per_host: int = 16
+    # A lone window runs on the event loop, not the model thread, while the served model's
+    # measured cost for one window stays within this many milliseconds (0: always the thread).
+    inline_predict_max_ms: float = 0.5
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
