@@ -39,7 +39,7 @@ from gateway.metrics import Metrics
 from gateway.model_store import ModelStore
 from gateway.openapi import TITLE, openapi_document
 from gateway.prediction_log import PredictionLog
-from gateway.request_log import RequestLog
+from gateway.request_log import InFlight, RequestLog
 from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.validation import InvalidRequest, parse_predict, parse_reload
@@ -76,12 +76,15 @@ def create_app(
     """The gateway app; `store` and `metrics` may be injected, else built from settings."""
     metrics = metrics or Metrics()
     store = store or ModelStore(settings, metrics)
+    # Counted by RequestLog; the batcher runs a window inline only when its request is alone.
+    in_flight = InFlight()
     batcher = Batcher(
         lambda: store.current,
         metrics,
         max_batch_size=settings.max_batch_size,
         max_wait_s=settings.max_batch_wait_ms / 1000,
         inline_max_s=settings.inline_predict_max_ms / 1000,
+        requests_in_flight=lambda: in_flight.count,
     )
     # Filled in by the lifespan: the aiohttp session must be created inside the running loop.
     services: dict[str, Gateway] = {}
@@ -219,6 +222,7 @@ def create_app(
         routes=frozenset(route.path for route in routes),
         current_version=lambda: store.current.version if store.current else None,
         enabled=settings.access_log,
+        in_flight=in_flight,
     )
     return app
 

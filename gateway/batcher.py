@@ -4,11 +4,12 @@ No waiting when idle: a lone request goes straight to the model. Under load, req
 arrive while the model thread is busy form the next batch. Each batch reads the served model
 once, so every answer carries the version that computed it.
 
-A lone window with the model idle may run on the event loop itself: handing it to the model
-thread and back costs a wake-up of each thread and the GIL changing hands twice, which for a
-model as small as this one is as much as the call. It runs there only while that model's
-measured cost for one window stays within a bound (INLINE_PREDICT_MAX_MS), so a slow version
-(a TensorFlow fallback, a big ensemble) keeps to the thread and never stalls the loop.
+A lone window, with the model idle and no other request in the server, may run on the event
+loop itself: handing it to the model thread and back costs a wake-up of each thread and the GIL
+changing hands twice, which for a model as small as this one is as much as the call. It runs
+there only while that model's measured cost for one window stays within a bound
+(INLINE_PREDICT_MAX_MS), so a slow version (a TensorFlow fallback, a big ensemble) keeps to the
+thread and never stalls the loop; and never under load, where the thread batches the windows.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Batcher:
         max_batch_size: int = 64,
         max_wait_s: float = 0.0,
         inline_max_s: float = 0.0,
+        requests_in_flight: Callable[[], int] = lambda: 1,
     ) -> None:
         self._current_model = current_model
         self._metrics = metrics
@@ -55,6 +57,9 @@ class Batcher:
         # A lone window runs on the loop while its model's one-window cost is within this (0:
         # never); not when batches are asked to wait for company (max_wait_s).
         self._inline_max_s = inline_max_s if max_wait_s <= 0 else 0.0
+        # Requests the server is handling now, this one included: with others about, inline
+        # calls would run one window each on the loop, where the thread would batch them.
+        self._requests_in_flight = requests_in_flight
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         # One thread runs the model: batches form while that thread is busy, and a model call
         # too slow to run inline never blocks the event loop.
@@ -88,16 +93,27 @@ class Batcher:
         model = self._current_model()
         if model is None:
             raise ModelNotLoaded()
-        if not self._busy and self._queue.empty() and self._inline_fits(model):
-            return self._predict_inline(model, window)
+        if self._may_inline(model):
+            # Requests whose tasks the loop has just created have not counted themselves in
+            # yet: let them run first, then look again.
+            await asyncio.sleep(0)
+            model = self._current_model()
+            if model is not None and self._may_inline(model):
+                return self._predict_inline(model, window)
+        if model is None:
+            raise ModelNotLoaded()
         fut: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((window, fut))
         return await fut
 
-    def _inline_fits(self, model: ServedModel) -> bool:
+    def _may_inline(self, model: ServedModel) -> bool:
+        """The model idle, this request alone, and one window known to cost within the bound."""
         cost = self._cost
         return (
             self._inline_max_s > 0
+            and not self._busy
+            and self._queue.empty()
+            and self._requests_in_flight() <= 1
             and cost is not None
             and cost[0] is model
             and cost[1] <= self._inline_max_s

@@ -32,6 +32,13 @@ def _given_request_id(scope: Scope) -> bytes | None:
     return None
 
 
+class InFlight:
+    """How many HTTP requests are being handled now (RequestLog counts them)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 class RequestLog:
     def __init__(
         self,
@@ -40,8 +47,10 @@ class RequestLog:
         routes: frozenset[str],
         current_version: Callable[[], str | None],
         enabled: bool = True,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.app = app
+        self.in_flight = in_flight or InFlight()
         self.metrics = metrics
         self.routes = routes
         self.current_version = current_version
@@ -76,9 +85,12 @@ class RequestLog:
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
+        in_flight = self.in_flight
+        in_flight.count += 1
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            in_flight.count -= 1
             elapsed = time.perf_counter() - started
             method = scope["method"]
             key = (scope["path"], method, status)

@@ -261,3 +261,24 @@ async def test_nothing_runs_on_the_loop_when_batches_wait_or_inline_is_off() -> 
         finally:
             await batcher.stop()
         assert all(name.startswith("model-predict") for name in model.threads)
+
+
+@pytest.mark.anyio
+async def test_with_other_requests_in_flight_a_window_goes_to_the_thread() -> None:
+    model = ThreadRecordingModel()
+    current = served(model)
+    in_flight = {"count": 1}
+    batcher = Batcher(
+        lambda: current, Metrics(), inline_max_s=0.05, requests_in_flight=lambda: in_flight["count"]
+    )
+    batcher.start()
+    try:
+        await batcher.predict(window(1))  # unknown cost: the thread
+        await batcher.predict(window(1))  # alone: the loop
+        in_flight["count"] = 3  # under load the thread batches instead
+        await batcher.predict(window(1))
+    finally:
+        await batcher.stop()
+    loop_thread = threading.current_thread().name
+    assert model.threads[1] == loop_thread
+    assert model.threads[2].startswith("model-predict")
