@@ -26,7 +26,7 @@ from gateway.openapi import OpenAPIDocuments
 from gateway.prediction_log import PredictionLog
 from gateway.process import prepare_process
 from gateway.registry_source import RegistrySource
-from gateway.request_log import RequestLog
+from gateway.request_log import InFlight, RequestLog
 from gateway.routes import EXCEPTION_HANDLERS, routes
 from gateway.served_model import ModelSource, ServedModels
 from gateway.service import Gateway
@@ -41,11 +41,13 @@ def create_app(
     """The gateway app. Versions come from `source` (default: the MLflow registry that
     settings name); `metrics` may be injected (one collector registry per app)."""
     metrics = metrics or Metrics()
+    # Counted by RequestLog; the batcher runs a window inline only when its request is alone.
+    in_flight = InFlight()
     table = routes()
     app = Starlette(
         routes=table,
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=lambda app: lifespan(settings, metrics, source),
+        lifespan=lambda app: lifespan(settings, metrics, source, in_flight),
     )
     # Outermost, so that every answer (errors included) is counted, logged and carries its id.
     app.add_middleware(
@@ -54,13 +56,14 @@ def create_app(
         routes=frozenset(route.path for route in table),
         current_version=served_version,
         enabled=settings.access_log,
+        in_flight=in_flight,
     )
     return app
 
 
 @contextlib.asynccontextmanager
 async def lifespan(
-    settings: Settings, metrics: Metrics, source: ModelSource | None
+    settings: Settings, metrics: Metrics, source: ModelSource | None, in_flight: InFlight
 ) -> AsyncIterator[dict[str, Any]]:
     """Opens what a running gateway holds, yields it as the routes' state, then closes it."""
     async with contextlib.AsyncExitStack() as stack:
@@ -101,6 +104,8 @@ async def lifespan(
             metrics,
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.max_batch_wait_ms / 1000,
+            inline_max_s=settings.inline_predict_max_ms / 1000,
+            requests_in_flight=lambda: in_flight.count,
         )
         metrics.queue_depth.set_function(lambda: batcher.queued)
         batcher.start()

@@ -48,6 +48,11 @@ class Metrics:
         self.batch_size = Histogram(
             "gateway_batch_size", "Windows per model call", buckets=BATCH_BUCKETS, registry=r
         )
+        self.inline_calls = Counter(
+            "gateway_inline_model_calls",
+            "Model calls run on the event loop, not the model thread (INLINE_PREDICT_MAX_MS)",
+            registry=r,
+        )
         self.model_info = Gauge(
             "gateway_model_info",
             "The model being served (1) by alias and version",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -166,3 +167,119 @@ def test_outputs_without_an_interval_give_a_forecast_without_bounds() -> None:
         {"pred_btc_close_next": [5.0], "pred_interval_lower": [4.0], "pred_interval_upper": [6.0]}
     )
     assert as_forecasts(frame).tolist() == [[5.0, 4.0, 6.0]]
+
+
+class ThreadRecordingModel:
+    """Records which thread ran each call; burns `cpu_s` of CPU time per call."""
+
+    def __init__(self, cpu_s: float = 0.0) -> None:
+        self.cpu_s = cpu_s
+        self.threads: list[str] = []
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        self.threads.append(threading.current_thread().name)
+        until = time.process_time() + self.cpu_s
+        while time.process_time() < until:
+            pass
+        if (x[:, 0, 0] < 0).any():
+            raise ValueError("prices must be positive")
+        value = x[:, 0, 0].astype(np.float64) * 2
+        return np.column_stack([value, value - 1, value + 1])
+
+
+@pytest.mark.anyio
+async def test_a_lone_window_runs_on_the_loop_once_its_model_is_known_to_be_cheap() -> None:
+    model = ThreadRecordingModel()
+    metrics = Metrics()
+    current = served(model)  # the store hands out one ServedModel per loaded version
+    batcher = Batcher(lambda: current, metrics, inline_max_s=0.05)
+    batcher.start()
+    try:
+        first = await batcher.predict(window(1))
+        second = await batcher.predict(window(2))
+        refused = await asyncio.gather(batcher.predict(window(-1)), return_exceptions=True)
+    finally:
+        await batcher.stop()
+    # Unknown cost: the thread, which times it; then the loop, with the same answers and errors.
+    loop_thread = threading.current_thread().name
+    assert model.threads[0].startswith("model-predict")
+    assert model.threads[1:] == [loop_thread, loop_thread]
+    assert (first[0], second[0]) == (Forecast(2.0, 1.0, 3.0), Forecast(4.0, 3.0, 5.0))
+    assert isinstance(refused[0], PredictFailed)
+    assert refused[0].detail == "예측 실패: prices must be positive"
+    assert metrics.inline_calls._value.get() == 2
+
+
+@pytest.mark.anyio
+async def test_a_model_costlier_than_the_bound_stays_on_the_thread() -> None:
+    model = ThreadRecordingModel(cpu_s=0.005)
+    current = served(model)
+    batcher = Batcher(lambda: current, Metrics(), inline_max_s=0.001)
+    batcher.start()
+    try:
+        for i in range(1, 6):
+            await batcher.predict(window(i))
+    finally:
+        await batcher.stop()
+    assert all(name.startswith("model-predict") for name in model.threads)
+    assert len(model.threads) == 5
+
+
+@pytest.mark.anyio
+async def test_a_swapped_in_model_starts_on_the_thread() -> None:
+    old, new = ThreadRecordingModel(), ThreadRecordingModel()
+    current = {"model": served(old, "1")}
+    batcher = Batcher(lambda: current["model"], Metrics(), inline_max_s=0.05)
+    batcher.start()
+    try:
+        await batcher.predict(window(1))
+        await batcher.predict(window(1))
+        current["model"] = served(new, "2")
+        answers = [await batcher.predict(window(1)) for _ in range(2)]
+    finally:
+        await batcher.stop()
+    loop_thread = threading.current_thread().name
+    assert old.threads[1] == loop_thread
+    assert new.threads[0].startswith("model-predict") and new.threads[1] == loop_thread
+    assert [m.version for _, m in answers] == ["2", "2"]
+
+
+@pytest.mark.anyio
+async def test_nothing_runs_on_the_loop_when_batches_wait_or_inline_is_off() -> None:
+    for inline_max_s, max_wait_s in ((0.0, 0.0), (0.05, 0.001)):
+        model = ThreadRecordingModel()
+        current = served(model)
+        batcher = Batcher(
+            lambda c=current: c,  # type: ignore[misc]
+            Metrics(),
+            max_wait_s=max_wait_s,
+            inline_max_s=inline_max_s,
+        )
+        batcher.start()
+        try:
+            for _ in range(3):
+                await batcher.predict(window(1))
+        finally:
+            await batcher.stop()
+        assert all(name.startswith("model-predict") for name in model.threads)
+
+
+@pytest.mark.anyio
+async def test_with_other_requests_in_flight_a_window_goes_to_the_thread() -> None:
+    model = ThreadRecordingModel()
+    current = served(model)
+    in_flight = {"count": 1}
+    batcher = Batcher(
+        lambda: current, Metrics(), inline_max_s=0.05, requests_in_flight=lambda: in_flight["count"]
+    )
+    batcher.start()
+    try:
+        await batcher.predict(window(1))  # unknown cost: the thread
+        await batcher.predict(window(1))  # alone: the loop
+        in_flight["count"] = 3  # under load the thread batches instead
+        await batcher.predict(window(1))
+    finally:
+        await batcher.stop()
+    loop_thread = threading.current_thread().name
+    assert model.threads[1] == loop_thread
+    assert model.threads[2].startswith("model-predict")
