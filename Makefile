@@ -20,21 +20,25 @@ $(STAMP): pyproject.toml
 run: install
 	$(PY) -m scripts.run_local $(ARGS)
 
+# Two workers, one test file each at a time (module fixtures start once). One file alone:
+# `.venv/bin/python -m pytest tests/test_x.py`.
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # The same suite with line coverage of gateway/ and model_wrapper/, subprocesses included.
 coverage: install
-	$(PY) -m pytest --cov --cov-report=term
+	$(PY) -m pytest -n 2 --dist loadfile --cov --cov-report=term
 
 # Schemathesis against a live gateway with 1,000 cases per fuzz test (`make test` runs 150);
 # prints the figures RELIABILITY.md quotes.
 fuzz: install
 	FUZZ_CASES=1000 $(PY) -m pytest tests/test_fuzz.py -q -s -rxX
 
-# The full reload-memory soak: 20 measured reloads through three versions (`make test` runs 8).
+# The long runs `make test` shortens: 20 measured reloads through three versions (`make test`
+# runs 8), 30 s of hot swaps under load (15), 10,000 predictions with failing callbacks (3,000).
 soak: install
-	RELOAD_SOAK_RELOADS=20 $(PY) -m pytest tests/test_reload_memory.py -q -s
+	RELOAD_SOAK_RELOADS=20 HOT_SWAP_SECONDS=30 STEADY_PREDICTIONS=10000 $(PY) -m pytest \
+		tests/test_reload_memory.py tests/test_hot_swap.py tests/test_steady_resources.py -q -s
 
 # Gateway vs the HTTP floor and `mlflow models serve`, ~9-12 min: starts and stops its own
 # registry and servers, installs wrk with apt-get if missing, writes BENCHMARKS.md.

@@ -36,7 +36,7 @@ from tests.helpers import (
     run_gateway,
 )
 
-HOT_SWAP_SECONDS = float(os.environ.get("HOT_SWAP_SECONDS", "30"))
+HOT_SWAP_SECONDS = float(os.environ.get("HOT_SWAP_SECONDS", "15"))
 CLIENTS = 32
 WINDOWS_PER_CLIENT = 8
 RELOAD_EVERY = 0.5  # seconds between good reloads
