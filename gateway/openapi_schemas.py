@@ -55,6 +55,19 @@ def example_window(seq_len: int, n_features: int) -> list[list[float]]:
     return [[float(f"{v:.6g}") for v in row] for row in window_from_candles(candles, seq_len)]
 
 
+def _served(status: str) -> dict[str, Any]:
+    """An answer naming the served model: /reload's and /ready's."""
+    return {
+        "type": "object",
+        "required": ["status", "model_alias", "model_version"],
+        "properties": {
+            "status": {"type": "string", "enum": [status]},
+            "model_alias": {"type": "string"},
+            "model_version": {"type": "string"},
+        },
+    }
+
+
 def component_schemas(settings: Settings, contract: WindowContract) -> dict[str, Any]:
     """Every schema the paths refer to; X's rows are `contract`'s."""
     t, f = settings.seq_len_required, settings.n_features_required
@@ -90,15 +103,7 @@ def component_schemas(settings: Settings, contract: WindowContract) -> dict[str,
                 }
             },
         },
-        "ReloadResponse": {
-            "type": "object",
-            "required": ["status", "model_alias", "model_version"],
-            "properties": {
-                "status": {"type": "string", "enum": ["reloaded"]},
-                "model_alias": {"type": "string"},
-                "model_version": {"type": "string"},
-            },
-        },
+        "ReloadResponse": _served("reloaded"),
         "PredictPayload": {
             "type": "object",
             "required": ["X"],
@@ -164,15 +169,7 @@ def component_schemas(settings: Settings, contract: WindowContract) -> dict[str,
                 "level": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
             },
         },
-        "Ready": {
-            "type": "object",
-            "required": ["status", "model_alias", "model_version"],
-            "properties": {
-                "status": {"type": "string", "enum": ["ready"]},
-                "model_alias": {"type": "string"},
-                "model_version": {"type": "string"},
-            },
-        },
+        "Ready": _served("ready"),
         "NotReady": {
             "type": "object",
             "required": ["status", "model_loaded"],

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from gateway.webhooks.policy import IPNetwork, parse_networks
+
+_T = TypeVar("_T")
 
 
 class SettingsError(ValueError):
@@ -77,8 +80,12 @@ class Settings:
             callback_secret=environ.get("CALLBACK_SECRET") or None,
             callback_allowed_networks=r.networks("CALLBACK_ALLOWED_NETWORKS"),
             max_batch_size=r.integer("MAX_BATCH_SIZE", d.max_batch_size, minimum=1),
-            max_batch_wait_ms=r.number("MAX_BATCH_WAIT_MS", d.max_batch_wait_ms),
-            inline_predict_max_ms=r.number("INLINE_PREDICT_MAX_MS", d.inline_predict_max_ms),
+            max_batch_wait_ms=r.number(
+                "MAX_BATCH_WAIT_MS", d.max_batch_wait_ms, unit="milliseconds"
+            ),
+            inline_predict_max_ms=r.number(
+                "INLINE_PREDICT_MAX_MS", d.inline_predict_max_ms, unit="milliseconds"
+            ),
             max_body_bytes=r.integer("MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
             admin_token=_bearer_token(environ.get("GATEWAY_ADMIN_TOKEN") or None),
             shutdown_grace_seconds=r.number("SHUTDOWN_GRACE_SECONDS", d.shutdown_grace_seconds),
@@ -147,26 +154,32 @@ class _Reader:
             raise SettingsError(f"{name} must be comma-separated CIDRs: {e}") from None
 
     def integer(self, name: str, default: int, minimum: int) -> int:
-        raw = self.environ.get(name)
-        if raw is None:
+        value = self._parsed(name, int, "an integer")
+        if value is None:
             return default
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
         if value < minimum:
             raise SettingsError(f"{name} must be at least {minimum}, got {value}")
         return value
 
-    def number(self, name: str, default: float, positive: bool = False) -> float:
-        raw = self.environ.get(name)
-        if raw is None:
+    def number(
+        self, name: str, default: float, positive: bool = False, unit: str = "seconds"
+    ) -> float:
+        value = self._parsed(name, float, f"a number of {unit}")
+        if value is None:
             return default
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
         if not value >= 0 or value == float("inf") or (positive and value == 0):
             bound = "greater than 0" if positive else "0 or more"
-            raise SettingsError(f"{name} must be a finite number {bound}, got {raw!r}")
+            raise SettingsError(
+                f"{name} must be a finite number {bound}, got {self.environ[name]!r}"
+            )
         return value
+
+    def _parsed(self, name: str, parse: Callable[[str], _T], what: str) -> _T | None:
+        """The variable read by `parse`, None when unset; SettingsError naming it otherwise."""
+        raw = self.environ.get(name)
+        if raw is None:
+            return None
+        try:
+            return parse(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name} must be {what}, got {raw!r}") from None

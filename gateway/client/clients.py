@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
 from gateway.client.answers import Health, Prediction, Readiness, Reloaded
-from gateway.client.protocol import DEFAULT_SEQ_LEN, Call, Protocol, unreachable
+from gateway.client.protocol import DEFAULT_SEQ_LEN, HEALTH, READY, Call, Protocol, unreachable
 
 
-class GatewayClient:
-    """Blocking client. `seq_len` is the gateway's SEQ_LEN_REQUIRED, used to cut windows from
-    candles; `timeout` is in seconds per request (a reload may need more: pass `timeout=`)."""
+class _Client:
+    """What both clients hold: the gateway's address, the shared protocol and an httpx client
+    (`_open` makes it: blocking or async)."""
 
     def __init__(
         self,
@@ -25,15 +25,26 @@ class GatewayClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._protocol = Protocol(admin_token, seq_len)
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._http = self._open(timeout)
+
+    def _open(self, timeout: float) -> Any:
+        raise NotImplementedError
+
+
+class GatewayClient(_Client):
+    """Blocking client. `seq_len` is the gateway's SEQ_LEN_REQUIRED, used to cut windows from
+    candles; `timeout` is in seconds per request (a reload may need more: pass `timeout=`)."""
+
+    _http: httpx.Client
+
+    def _open(self, timeout: float) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=timeout)
 
     def health(self) -> Health:
-        result: Health = self._send(Call("health", "GET", "/health"))
-        return result
+        return cast(Health, self._send(HEALTH))
 
     def ready(self) -> Readiness:
-        result: Readiness = self._send(Call("ready", "GET", "/ready"))
-        return result
+        return cast(Readiness, self._send(READY))
 
     def predict(
         self,
@@ -44,12 +55,10 @@ class GatewayClient:
         request_id: str | None = None,
     ) -> Prediction:
         call = self._protocol.predict_call(X, callback_url, metadata, request_id)
-        result: Prediction = self._send(call)
-        return result
+        return cast(Prediction, self._send(call))
 
     def reload(self, alias: str | None = None, *, timeout: float | None = None) -> Reloaded:
-        result: Reloaded = self._send(self._protocol.reload_call(alias, timeout))
-        return result
+        return cast(Reloaded, self._send(self._protocol.reload_call(alias, timeout)))
 
     def close(self) -> None:
         self._http.close()
@@ -62,40 +71,25 @@ class GatewayClient:
 
     def _send(self, call: Call) -> Any:
         try:
-            response = self._http.request(
-                call.method,
-                call.path,
-                content=call.content,
-                headers=call.headers,
-                timeout=call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            )
+            response = self._http.request(**call.request())
         except httpx.TransportError as e:
             raise unreachable(self.base_url, e) from e
         return self._protocol.parse(call, response)
 
 
-class AsyncGatewayClient:
+class AsyncGatewayClient(_Client):
     """The same methods as GatewayClient, as coroutines."""
 
-    def __init__(
-        self,
-        base_url: str,
-        admin_token: str | None = None,
-        timeout: float = 10.0,
-        *,
-        seq_len: int = DEFAULT_SEQ_LEN,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._protocol = Protocol(admin_token, seq_len)
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+    _http: httpx.AsyncClient
+
+    def _open(self, timeout: float) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
 
     async def health(self) -> Health:
-        result: Health = await self._send(Call("health", "GET", "/health"))
-        return result
+        return cast(Health, await self._send(HEALTH))
 
     async def ready(self) -> Readiness:
-        result: Readiness = await self._send(Call("ready", "GET", "/ready"))
-        return result
+        return cast(Readiness, await self._send(READY))
 
     async def predict(
         self,
@@ -106,12 +100,10 @@ class AsyncGatewayClient:
         request_id: str | None = None,
     ) -> Prediction:
         call = self._protocol.predict_call(X, callback_url, metadata, request_id)
-        result: Prediction = await self._send(call)
-        return result
+        return cast(Prediction, await self._send(call))
 
     async def reload(self, alias: str | None = None, *, timeout: float | None = None) -> Reloaded:
-        result: Reloaded = await self._send(self._protocol.reload_call(alias, timeout))
-        return result
+        return cast(Reloaded, await self._send(self._protocol.reload_call(alias, timeout)))
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -124,13 +116,7 @@ class AsyncGatewayClient:
 
     async def _send(self, call: Call) -> Any:
         try:
-            response = await self._http.request(
-                call.method,
-                call.path,
-                content=call.content,
-                headers=call.headers,
-                timeout=call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            )
+            response = await self._http.request(**call.request())
         except httpx.TransportError as e:
             raise unreachable(self.base_url, e) from e
         return self._protocol.parse(call, response)

@@ -36,6 +36,20 @@ class Call:
     headers: Mapping[str, str] | None = None
     timeout: float | None = None
 
+    def request(self) -> dict[str, Any]:
+        """httpx's `request` arguments for this call."""
+        return {
+            "method": self.method,
+            "url": self.path,
+            "content": self.content,
+            "headers": self.headers,
+            "timeout": self.timeout if self.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        }
+
+
+HEALTH = Call("health", "GET", "/health")
+READY = Call("ready", "GET", "/ready")
+
 
 class Protocol:
     def __init__(self, admin_token: str | None, seq_len: int) -> None:
