@@ -23,15 +23,22 @@ from starlette.testclient import TestClient
 
 from gateway.__main__ import server_options
 from gateway.app import create_app
+from gateway.contract import version_contract
 from gateway.errors import ReloadFailed
 from gateway.metrics import Metrics
 from gateway.served_model import ServedModel
 from gateway.settings import Settings
 from model_wrapper.features import FEATURE_NAMES, N_FEATURES
-from model_wrapper.pyfunc import CLOSE, check_windows
+from model_wrapper.pyfunc import CLOSE, check_windows, input_contract
 from tests.helpers import MODEL_NAME, SEQ_LEN, free_port, wait_for
 
 INTERVAL_LEVEL = 0.8
+
+
+DECLARED = version_contract(
+    {"input_contract": input_contract(SEQ_LEN, N_FEATURES, list(FEATURE_NAMES))}
+)
+STAND_IN_RUNTIME = "stand-in"
 
 
 def stand_in_forecasts(x: np.ndarray, growth: float) -> np.ndarray:
@@ -78,6 +85,9 @@ class StandInSource:
             version=version,
             predict=partial(stand_in_forecasts, growth=growth(version)),
             interval_level=INTERVAL_LEVEL,
+            # What a version of this wrapper declares, so the gateway holds windows to it.
+            contract=DECLARED,
+            runtime=STAND_IN_RUNTIME,
         )
 
 

@@ -29,6 +29,7 @@ from tests.helpers import (
 )
 from tests.in_process import (
     INTERVAL_LEVEL,
+    STAND_IN_RUNTIME,
     StandInSource,
     expected_forecast,
     serve_in_process,
@@ -110,6 +111,7 @@ def test_in_process_health_and_predict_answer_with_the_stand_in(app: TestClient)
         "model_loaded": True,
         "model_alias": "staging",
         "model_version": "1",
+        "model_runtime": STAND_IN_RUNTIME,
     }
     for window in real_windows(3):
         r = app.post("/predict", json={"X": window.tolist()})
