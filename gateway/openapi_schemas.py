@@ -124,7 +124,11 @@ def component_schemas(settings: Settings, contract: WindowContract) -> dict[str,
                     "pattern": "^[hH][tT][tT][pP][sS]?://[^/?#]",
                     "description": "absolute http(s) URL that receives the CallbackPayload",
                 },
-                "metadata": {"type": ["object", "null"]},
+                "metadata": {
+                    "type": ["object", "null"],
+                    "description": "any JSON object, returned as sent; integers must fit in "
+                    "64 bits (-2**63 to 2**64-1)",
+                },
             },
         },
         "PredictResponse": {
@@ -152,7 +156,11 @@ def component_schemas(settings: Settings, contract: WindowContract) -> dict[str,
             "required": ["pred_btc_close_next", "metadata", "model_alias", "model_version"],
             "properties": {
                 "pred_btc_close_next": {"type": "number"},
-                "metadata": {"type": ["object", "null"]},
+                "metadata": {
+                    "type": ["object", "null"],
+                    "description": "any JSON object, returned as sent; integers must fit in "
+                    "64 bits (-2**63 to 2**64-1)",
+                },
                 "model_alias": {"type": "string"},
                 "model_version": {"type": "string"},
                 "pred_interval": interval_ref,

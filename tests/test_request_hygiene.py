@@ -33,7 +33,7 @@ from tests.helpers import (
     wait_for,
 )
 from tests.in_process import serve_in_process
-from tests.receiver import run_receiver
+from tests.receiver import Receiver, run_receiver
 
 WINDOW = real_windows(1)[0].tolist()
 SECRET = "Zq7secretValue"  # planted in URLs: must never come back out
@@ -382,8 +382,11 @@ def test_an_admin_token_that_is_not_a_bearer_token_stops_start_up(
 def test_one_slow_receiver_cannot_take_the_callback_pool(
     gateway: GatewayProcess, tmp_path: Path
 ) -> None:
-    """200 callbacks pending to a receiver that sleeps 4 s; then another client's callback to a
-    healthy receiver must complete before any of the 200 does."""
+    """200 callbacks pending to a receiver that holds every request (each ends when its
+    CALLBACK_TIMEOUT budget does); then another client's callback to a healthy receiver must
+    complete before any of the 200 does. Held rather than delayed: under load, making the 200
+    forecasts can take longer than any fixed delay, and the first slow answers would then come
+    before the flood was even complete."""
     body = orjson.dumps({"X": WINDOW})
 
     async def scenario(slow_url: str, fast_url: str) -> dict[str, Any]:
@@ -415,7 +418,7 @@ def test_one_slow_receiver_cannot_take_the_callback_pool(
                 "slow_posted": sum(r.json()["posted_to_callback"] for _, r in results),
             }
 
-    with run_receiver("slow", delay=4) as slow, run_receiver("ok") as fast:
+    with Receiver(hold=True) as slow, run_receiver("ok") as fast:
         figures = asyncio.run(scenario(slow.url, fast.url))
     record_figures(tmp_path, "fair_callbacks", figures)
     assert figures["during_posted"] is True
