@@ -89,7 +89,7 @@ class Batcher:
         self._executor.shutdown(wait=True)
 
     async def predict(self, window: np.ndarray) -> Prediction:
-        """The next close for one checked [T, F] float32 window, and the model that gave it."""
+        """The next close for one checked [T, F] float64 window, and the model that gave it."""
         model = self._current_model()
         if model is None:
             raise ModelNotLoaded()
