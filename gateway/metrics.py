@@ -31,11 +31,17 @@ class Metrics:
         self._registry = CollectorRegistry()
         self._multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         r = self._registry
-        self.requests = Counter(
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(name, doc, labels, registry=r)
+
+        # HTTP, as the request-log middleware sees it.
+        self.requests = counter(
             "gateway_requests",
             "HTTP requests by route, method and status",
-            ["route", "method", "status"],
-            registry=r,
+            "route",
+            "method",
+            "status",
         )
         self.latency = Histogram(
             "gateway_request_duration_seconds",
@@ -44,15 +50,22 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.predictions = Counter("gateway_predictions", "Windows the model answered", registry=r)
+        # The model thread and the batcher's queue.
+        self.predictions = counter("gateway_predictions", "Windows the model answered")
         self.batch_size = Histogram(
             "gateway_batch_size", "Windows per model call", buckets=BATCH_BUCKETS, registry=r
         )
-        self.inline_calls = Counter(
+        self.inline_calls = counter(
             "gateway_inline_model_calls",
             "Model calls run on the event loop, not the model thread (INLINE_PREDICT_MAX_MS)",
-            registry=r,
         )
+        self.queue_depth = Gauge(
+            "gateway_batch_queue_depth",
+            "Windows waiting for the model thread (not reported with several workers)",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        # Which model is served, and how it got there.
         self.model_info = Gauge(
             "gateway_model_info",
             "The model being served (1) by alias and version",
@@ -60,44 +73,29 @@ class Metrics:
             registry=r,
             multiprocess_mode="liveall",
         )
-        self.reloads = Counter(
+        self.reloads = counter(
             "gateway_reloads",
             "Model reloads by trigger (api, poll, startup) and result",
-            ["trigger", "result"],
-            registry=r,
+            "trigger",
+            "result",
         )
-        self.polls = Counter(
-            "gateway_registry_polls",
-            "Registry polls by result (unchanged, moved, error)",
-            ["result"],
-            registry=r,
+        self.polls = counter(
+            "gateway_registry_polls", "Registry polls by result (unchanged, moved, error)", "result"
         )
-        self.callbacks = Counter(
-            "gateway_callbacks",
-            "Callback deliveries by result (delivered, failed)",
-            ["result"],
-            registry=r,
+        self.load_failures = counter(
+            "gateway_model_load_failures", "Failed attempts to resolve or load a model"
         )
-        self.load_failures = Counter(
-            "gateway_model_load_failures",
-            "Failed attempts to resolve or load a model",
-            registry=r,
+        # Callbacks and the prediction log (PREDICTION_LOG).
+        self.callbacks = counter(
+            "gateway_callbacks", "Callback deliveries by result (delivered, failed)", "result"
         )
-        # The prediction log (PREDICTION_LOG) and the batcher's queue (set by the app).
-        self.prediction_log_lines = Counter(
-            "gateway_prediction_log_lines", "Lines written to the prediction log", registry=r
+        self.prediction_log_lines = counter(
+            "gateway_prediction_log_lines", "Lines written to the prediction log"
         )
-        self.prediction_log_dropped = Counter(
+        self.prediction_log_dropped = counter(
             "gateway_prediction_log_dropped",
             "Prediction log lines dropped, by reason (queue_full: disk too slow; write_error)",
-            ["reason"],
-            registry=r,
-        )
-        self.queue_depth = Gauge(
-            "gateway_batch_queue_depth",
-            "Windows waiting for the model thread (not reported with several workers)",
-            registry=r,
-            multiprocess_mode="livesum",
+            "reason",
         )
         self._served: tuple[str, str] | None = None
 

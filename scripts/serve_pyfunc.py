@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
                 except subprocess.TimeoutExpired:
                     server.kill()
                     server.wait()
+                # Ended here, so that leaving `start_run` does not mark it FAILED first.
+                mlflow.end_run("KILLED")
                 raise
             if code != 0:
                 mlflow.end_run("FAILED")

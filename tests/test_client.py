@@ -204,7 +204,7 @@ def test_verify_webhook_accepts_the_gateways_signature_and_refuses_tampering(
     live_gateway: LiveGateway,
 ) -> None:
     with run_receiver("ok") as receiver, GatewayClient(live_gateway.url) as gw:
-        answer = gw.predict(real_windows(1)[0], receiver.url, {"order": 7})
+        answer = gw.predict(real_windows(1)[0], callback_url=receiver.url, metadata={"order": 7})
         assert answer.posted_to_callback is True
         headers, body = receiver.received[-1]
     payload = verify_webhook(live_gateway.callback_secret, headers, body)

@@ -130,7 +130,7 @@ def test_a_serve_pyfunc_run_stopped_with_sigterm_ends_killed_and_stops_its_serve
         process.send_signal(signal.SIGTERM)
         process.wait(30)
         wait_for(lambda: run_status() != "RUNNING", 60, "the run to end")
-        assert run_status() == "KILLED"
+        assert run_status() == "KILLED"  # and never FAILED on the way
         wait_for(lambda: not answers_ping(port), 60, "the server to stop")
     finally:
         with contextlib.suppress(ProcessLookupError):

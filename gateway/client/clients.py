@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, Unpack, cast
 
 import httpx
 
 from gateway.client.answers import Health, Prediction, Readiness, Reloaded
-from gateway.client.protocol import DEFAULT_SEQ_LEN, HEALTH, READY, Call, Protocol, unreachable
+from gateway.client.protocol import (
+    DEFAULT_SEQ_LEN,
+    HEALTH,
+    READY,
+    Call,
+    PredictOptions,
+    Protocol,
+    unreachable,
+)
 
 
 class _Client:
@@ -46,15 +53,10 @@ class GatewayClient(_Client):
     def ready(self) -> Readiness:
         return cast(Readiness, self._send(READY))
 
-    def predict(
-        self,
-        X: Any,  # the spec's field name
-        callback_url: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        *,
-        request_id: str | None = None,
-    ) -> Prediction:
-        call = self._protocol.predict_call(X, callback_url, metadata, request_id)
+    def predict(self, X: Any, **options: Unpack[PredictOptions]) -> Prediction:
+        """X: a [T, F] window (list or array), or a DataFrame of OHLCV candles to cut one from;
+        `callback_url`, `metadata` and `request_id` by keyword (`PredictOptions`)."""
+        call = self._protocol.predict_call(X, **options)
         return cast(Prediction, self._send(call))
 
     def reload(self, alias: str | None = None, *, timeout: float | None = None) -> Reloaded:
@@ -91,15 +93,10 @@ class AsyncGatewayClient(_Client):
     async def ready(self) -> Readiness:
         return cast(Readiness, await self._send(READY))
 
-    async def predict(
-        self,
-        X: Any,  # the spec's field name
-        callback_url: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        *,
-        request_id: str | None = None,
-    ) -> Prediction:
-        call = self._protocol.predict_call(X, callback_url, metadata, request_id)
+    async def predict(self, X: Any, **options: Unpack[PredictOptions]) -> Prediction:
+        """X: a [T, F] window (list or array), or a DataFrame of OHLCV candles to cut one from;
+        `callback_url`, `metadata` and `request_id` by keyword (`PredictOptions`)."""
+        call = self._protocol.predict_call(X, **options)
         return cast(Prediction, await self._send(call))
 
     async def reload(self, alias: str | None = None, *, timeout: float | None = None) -> Reloaded:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import httpx
 import numpy as np
@@ -47,6 +47,14 @@ class Call:
         }
 
 
+class PredictOptions(TypedDict, total=False):
+    """What `predict` takes besides the window, each by keyword."""
+
+    callback_url: str | None  # the gateway also POSTs the answer there, signed
+    metadata: Mapping[str, Any] | None  # echoed in that callback
+    request_id: str | None  # sent as X-Request-ID; the gateway makes one if absent
+
+
 HEALTH = Call("health", "GET", "/health")
 READY = Call("ready", "GET", "/ready")
 
@@ -56,13 +64,10 @@ class Protocol:
         self._admin_token = admin_token
         self.seq_len = seq_len
 
-    def predict_call(
-        self,
-        x: Any,
-        callback_url: str | None,
-        metadata: Mapping[str, Any] | None,
-        request_id: str | None,
-    ) -> Call:
+    def predict_call(self, x: Any, **options: Unpack[PredictOptions]) -> Call:
+        callback_url = options.get("callback_url")
+        metadata = options.get("metadata")
+        request_id = options.get("request_id")
         payload: dict[str, Any] = {"X": self.window(x)}
         if callback_url is not None:
             payload["callback_url"] = callback_url
