@@ -17,7 +17,12 @@ from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from model_wrapper.pyfunc import OUTPUT_COLUMNS, input_contract
+from model_wrapper.pyfunc import (
+    NUMPY_WEIGHTS,
+    OUTPUT_COLUMNS,
+    input_contract,
+    verified_numpy_weights,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -83,6 +88,11 @@ def log_forecaster(
             "metadata": str(Path(tmp, "metadata.json")),
         }
         network.save(artifacts["keras_model"])
+        # Where NumPy runs this network exactly, servers load it without TensorFlow.
+        weights = verified_numpy_weights(network, seq_len, n_features)
+        if weights is not None:
+            artifacts[NUMPY_WEIGHTS] = str(Path(tmp, "numpy_weights.npz"))
+            np.savez(artifacts[NUMPY_WEIGHTS], **weights)
         Path(artifacts["scaler"]).write_text(json.dumps(scaler))
         Path(artifacts["metadata"]).write_text(json.dumps(metadata))
         info = mlflow.pyfunc.log_model(

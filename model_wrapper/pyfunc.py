@@ -10,6 +10,11 @@ model's metadata (`input_contract`) so that a server can refuse a bad window bef
 batch, and `check_windows` enforces the same rules at every door. A server that has enforced
 the declared contract itself calls `forecast_unchecked` instead of `predict`.
 
+A version logged with a `numpy_weights` artifact (the network's arrays, written only where the
+NumPy forward pass matched the TensorFlow graph at log time) loads without TensorFlow: serving
+needs NumPy alone, and a server starts in a fraction of the time and memory. Older versions, and
+networks NumPy does not know, load the Keras file and pick their runtime at load (`_compile`).
+
 Input: X of shape [T, F] or [N, T, F], raw feature values in FEATURE_NAMES order.
 Output: a DataFrame with one row per window (see OUTPUT_COLUMNS): the next close in USD, and
 the bounds of its central interval (level in the model's metadata, `forecast.interval_level`).
@@ -42,6 +47,7 @@ OUTPUT_COLUMNS = (POINT, LOWER, UPPER)
 # The network computes in float32: a finite float64 can still overflow it.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 CONTRACT_FORMAT = 1
+NUMPY_WEIGHTS = "numpy_weights"  # the artifact NumPy serves from, when present
 
 
 def input_contract(
@@ -286,9 +292,6 @@ def forecast_prices(
 
 class LSTMForecaster(PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
-        # TensorFlow is imported here, not at module level, so importing this file is cheap.
-        import keras
-
         with open(context.artifacts["metadata"]) as f:
             meta = json.load(f)
         with open(context.artifacts["scaler"]) as f:
@@ -303,6 +306,16 @@ class LSTMForecaster(PythonModel):
         self._forecast = dict(meta.get("forecast", {}))
         self._mean = np.asarray(scaler["mean"], dtype=np.float64)
         self._scale = np.asarray(scaler["scale"], dtype=np.float64)
+        if NUMPY_WEIGHTS in context.artifacts:
+            # Checked against the TensorFlow graph when it was logged (`verified_numpy_weights`).
+            with np.load(context.artifacts[NUMPY_WEIGHTS], allow_pickle=False) as arrays:
+                self._infer = forward_from_weights(dict(arrays))
+            self.backend = "numpy"
+            return
+        # TensorFlow is imported only here, so that importing this file, or serving a version
+        # with NumPy weights, never loads it.
+        import keras
+
         network = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self._infer, self.backend = _compile(network, self.seq_len, self.n_features)
 
@@ -394,16 +407,16 @@ def _compile(network: Any, seq_len: int, n_features: int) -> tuple[Any, str]:
 
     spec = [tf.TensorSpec([None, seq_len, n_features], tf.float32)]
     graph = tf.function(lambda x: network(x, training=False), input_signature=spec)
-    probe = np.random.default_rng(0).standard_normal((16, seq_len, n_features)).astype(np.float32)
+    probe = _probe(seq_len, n_features)
     expected = np.asarray(graph(probe))
     forward = numpy_forward(network)
-    if forward is not None and np.allclose(forward(probe), expected, rtol=1e-5, atol=1e-6):
+    if forward is not None and _agrees(forward(probe), expected):
         return forward, "numpy"
     try:
         xla = tf.function(
             lambda x: network(x, training=False), input_signature=spec, jit_compile=True
         )
-        if np.allclose(np.asarray(xla(probe)), expected, rtol=1e-5, atol=1e-6):
+        if _agrees(np.asarray(xla(probe)), expected):
             for size in BATCH_BUCKETS:
                 xla(np.zeros((size, seq_len, n_features), np.float32))
             return xla, "xla"
@@ -414,8 +427,35 @@ def _compile(network: Any, seq_len: int, n_features: int) -> tuple[Any, str]:
     return graph, "graph"
 
 
+def _probe(seq_len: int, n_features: int) -> np.ndarray:
+    """Inputs on which a runtime must match the TensorFlow graph before it serves."""
+    return np.random.default_rng(0).standard_normal((16, seq_len, n_features)).astype(np.float32)
+
+
+def _agrees(got: np.ndarray, expected: np.ndarray) -> bool:
+    return bool(np.allclose(got, expected, rtol=1e-5, atol=1e-6))
+
+
 def numpy_forward(network: Any) -> Any:
-    """The network's inference in NumPy (float32), or None for an architecture it does not know.
+    """The network's inference in NumPy (float32), or None for an architecture it does not know."""
+    weights = numpy_weights(network)
+    return None if weights is None else forward_from_weights(weights)
+
+
+def verified_numpy_weights(network: Any, seq_len: int, n_features: int) -> dict[str, Any] | None:
+    """`numpy_weights`, only if the NumPy forward pass they give matches the network's own
+    TensorFlow graph on a probe: what may be logged as the `numpy_weights` artifact."""
+    weights = numpy_weights(network)
+    if weights is None:
+        return None
+    probe = _probe(seq_len, n_features)
+    expected = np.asarray(network(probe, training=False))
+    return weights if _agrees(forward_from_weights(weights)(probe), expected) else None
+
+
+def numpy_weights(network: Any) -> dict[str, Any] | None:
+    """The arrays the NumPy forward pass runs, by flat name (what `np.savez` stores), or None
+    for an architecture it does not know.
 
     It knows what this project trains: LSTM (tanh, sigmoid gates, last state only) -> Dropout
     (inactive at inference) -> Dense layers (relu or linear), alone or as the members of an
@@ -428,18 +468,41 @@ def numpy_forward(network: Any) -> Any:
         isinstance(layer, keras.layers.Average) for layer in network.layers
     ):
         return None
-    plans = [_member_plan(member) for member in members]
-    if any(plan is None for plan in plans):
-        return None
+    weights: dict[str, Any] = {}
+    for m, member in enumerate(members):
+        member_weights = _member_weights(member)
+        if member_weights is None:
+            return None
+        weights |= {f"{m}/{name}": array for name, array in member_weights.items()}
+    return weights
+
+
+def forward_from_weights(weights: dict[str, Any]) -> Any:
+    """x [N, T, F] float32 -> the network's outputs, averaged over the members (an ensemble)."""
+    by_member: dict[str, dict[str, Any]] = {}
+    for name, array in weights.items():
+        member, key = name.split("/", 1)
+        by_member.setdefault(member, {})[key] = array
+    plans = [_plan(arrays) for _, arrays in sorted(by_member.items(), key=lambda m: int(m[0]))]
 
     def forward(x: np.ndarray) -> np.ndarray:
-        outputs = [_run_plan(plan, x) for plan in plans]  # type: ignore[arg-type]
+        outputs = [_run_plan(plan, x) for plan in plans]
         return np.asarray(np.mean(outputs, axis=0, dtype=np.float32))
 
     return forward
 
 
-def _member_plan(member: Any) -> tuple[Any, ...] | None:
+def _plan(member: dict[str, Any]) -> tuple[Any, ...]:
+    f32 = {name: np.asarray(array, np.float32) for name, array in member.items()}
+    n_dense = sum(1 for name in member if name.endswith("/kernel") and name.startswith("dense"))
+    dense = tuple(
+        (f32[f"dense{j}/kernel"], f32[f"dense{j}/bias"], bool(member[f"dense{j}/relu"]))
+        for j in range(n_dense)
+    )
+    return f32["lstm/kernel"], f32["lstm/recurrent"], f32["lstm/bias"], dense
+
+
+def _member_weights(member: Any) -> dict[str, Any] | None:
     import keras
 
     layers = [layer for layer in member.layers if not isinstance(layer, keras.layers.InputLayer)]
@@ -455,17 +518,23 @@ def _member_plan(member: Any) -> tuple[Any, ...] | None:
         or lstm.get("stateful")
     ):
         return None
-    kernel, recurrent, bias = (w.astype(np.float32) for w in layers[0].get_weights())
-    dense = []
+    kernel, recurrent, bias = (np.asarray(w, np.float32) for w in layers[0].get_weights())
+    weights = {"lstm/kernel": kernel, "lstm/recurrent": recurrent, "lstm/bias": bias}
+    dense = 0
     for layer in layers[1:]:
         if isinstance(layer, keras.layers.Dropout):
             continue
         config = layer.get_config() if isinstance(layer, keras.layers.Dense) else {}
         if config.get("activation") not in ("relu", "linear") or not config.get("use_bias"):
             return None
-        w, b = (v.astype(np.float32) for v in layer.get_weights())
-        dense.append((w, b, config["activation"] == "relu"))
-    return kernel, recurrent, bias, tuple(dense)
+        w, b = (np.asarray(v, np.float32) for v in layer.get_weights())
+        weights |= {
+            f"dense{dense}/kernel": w,
+            f"dense{dense}/bias": b,
+            f"dense{dense}/relu": np.asarray(config["activation"] == "relu"),
+        }
+        dense += 1
+    return weights
 
 
 def _run_plan(plan: tuple[Any, ...], x: np.ndarray) -> np.ndarray:

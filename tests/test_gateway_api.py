@@ -68,6 +68,15 @@ def test_health_reports_the_loaded_model(
     }
 
 
+def test_the_gateway_serves_without_loading_tensorflow(live_gateway: LiveGateway) -> None:
+    """The version carries its NumPy weights: the serving process never maps TensorFlow's
+    libraries (which would cost it seconds of start-up and hundreds of MiB)."""
+    assert httpx.get(f"{live_gateway.url}/health").json()["model_runtime"] == "numpy"
+    maps = Path(f"/proc/{live_gateway.pid}/maps").read_text()
+    assert "site-packages/numpy" in maps  # the check can see site-packages
+    assert "tensorflow" not in maps
+
+
 def test_predict_equals_the_pyfuncs_own_output(
     live_gateway: LiveGateway,
     staging_pyfunc: mlflow.pyfunc.PyFuncModel,

@@ -67,6 +67,9 @@ def test_registered_model_equals_network_plus_scaler(
         mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}@staging", dst_path=str(tmp_path))
     )
     artifacts = local / "artifacts"
+    # The version serves from the NumPy weights logged beside the Keras file: the same answers.
+    assert (artifacts / "numpy_weights.npz").is_file()
+    assert staging_model.unwrap_python_model().backend == "numpy"
     network = keras.saving.load_model(artifacts / "network.keras", compile=False)
     scaler = json.loads((artifacts / "scaler.json").read_text())
     x = windows(8)

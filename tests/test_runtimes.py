@@ -97,3 +97,19 @@ def test_the_graph_when_xla_fails_to_compile(
     infer, runtime = pyfunc._compile(network, SEQ_LEN, N_FEATURES)
     assert runtime == "graph"
     assert_serves_like_the_graph(infer, network, x)
+
+
+def test_numpy_weights_are_logged_only_where_they_match_the_graph(
+    network: Any, x: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `log_forecaster` writes as the `numpy_weights` artifact, from which a server loads
+    the version without TensorFlow: the arrays NumPy runs, checked against the graph first."""
+    weights = pyfunc.verified_numpy_weights(network, SEQ_LEN, N_FEATURES)
+    assert weights is not None
+    assert_serves_like_the_graph(pyfunc.forward_from_weights(weights), network, x)
+
+    def off_by_a_little(arrays: Any) -> Any:
+        return lambda batch: graph_outputs(network, batch) * (1 + 1e-3)
+
+    monkeypatch.setattr(pyfunc, "forward_from_weights", off_by_a_little)
+    assert pyfunc.verified_numpy_weights(network, SEQ_LEN, N_FEATURES) is None
