@@ -2,11 +2,12 @@
 
     python -m benchmarks.micro --setup DIR --out micro.json
 
-Milliseconds per call (median over many calls, after a warm-up) for 1 and 64 windows of:
-the loaded pyfunc's predict (what the gateway calls), the same wrapper without MLflow's
-PyFuncModel layer, its compiled inference function alone (XLA or a traced graph, whichever it
-chose), an eager `network(x)` call, Keras `Model.predict` (the slow path the design avoids), and
-MLflow's own Keras flavor loaded as a pyfunc (what (c) runs).
+Milliseconds per call (median over many calls, after a warm-up) for 1 and 64 windows of: the
+wrapper's `forecast_unchecked` (what the gateway calls once it has enforced the version's input
+contract), the loaded pyfunc's predict (the checked path: `mlflow models serve`, a notebook), the
+same wrapper without MLflow's PyFuncModel layer, its inference function alone (the runtime it
+chose: NumPy, XLA or a traced graph), an eager `network(x)` call, Keras `Model.predict` (the slow
+path the design avoids), and MLflow's own Keras flavor loaded as a pyfunc (what (c) runs).
 """
 
 from __future__ import annotations
@@ -49,13 +50,16 @@ def cases(
     pyfunc: Any, wrapper: Any, network: Any, keras_flavor: Any, raw: np.ndarray, pre: np.ndarray
 ) -> list[tuple[str, Callable[[], object]]]:
     """What to time: `raw` windows for the wrapper, `pre` (already scaled) for the bare network."""
-    backend = getattr(wrapper, "backend", "tf.function")  # "xla" or "graph" in this wrapper
+    backend = getattr(wrapper, "backend", "tf.function")  # "numpy", "xla" or "graph"
+    checked = raw.astype(np.float64)  # as the gateway passes windows that met the contract
     return [
-        ("pyfunc predict (mlflow.pyfunc.load_model; what the gateway calls)",
+        ("wrapper forecast_unchecked (what the gateway calls)",
+         lambda: wrapper.forecast_unchecked(checked)),
+        ("pyfunc predict (mlflow.pyfunc.load_model; the checked path)",
          lambda: pyfunc.predict(raw)),
         ("wrapper predict without PyFuncModel (unwrap_python_model)",
          lambda: wrapper.predict(None, raw)),
-        (f"its compiled function alone ({backend}, scaled input)", lambda: wrapper._infer(pre)),
+        (f"its inference function alone ({backend}, scaled input)", lambda: wrapper._infer(pre)),
         ("eager network(x)", lambda: network(pre, training=False)),
         ("Keras Model.predict (slow path)", lambda: network.predict(pre, verbose=0)),
         ("mlflow.keras flavor as pyfunc, predict (what (c) runs)",
