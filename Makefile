@@ -20,14 +20,15 @@ $(STAMP): pyproject.toml
 run: install
 	$(PY) -m scripts.run_local $(ARGS)
 
-# Two workers, one test file each at a time (module fixtures start once). One file alone:
-# `.venv/bin/python -m pytest tests/test_x.py`.
+# Two workers, one test file each at a time (module fixtures start once), the longest files
+# first (tests/conftest.py). One file alone: `.venv/bin/python -m pytest tests/test_x.py`.
+XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 test: install
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest $(XDIST)
 
 # The same suite with line coverage of gateway/ and model_wrapper/, subprocesses included.
 coverage: install
-	$(PY) -m pytest -n 2 --dist loadfile --cov --cov-report=term
+	$(PY) -m pytest $(XDIST) --cov --cov-report=term
 
 # Schemathesis against a live gateway with 1,000 cases per fuzz test (`make test` runs 150);
 # prints the figures RELIABILITY.md quotes.

@@ -27,6 +27,33 @@ from tests.helpers import (
 )
 
 
+# `make test` gives each pytest-xdist worker whole files, in this order first (then the rest as
+# collected): the longest files, which start gateways, registries and `mlflow run` of their own.
+# Started last, one of them would leave the other worker idle at the end.
+LONGEST_FIRST = (
+    "test_evidence.py",
+    "test_gateway_api.py",
+    "test_registry_outage.py",
+    "test_request_hygiene.py",
+    "test_tracking.py",
+    "test_hot_swap.py",
+    "test_input_contract.py",
+    "test_replicas.py",
+    "test_postgres_registry.py",
+    "test_reload_memory.py",
+    "test_steady_resources.py",
+    "test_fuzz.py",
+    "test_validation.py",
+    "test_training.py",
+    "test_connection_limits.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: keeps the rest
+
+
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     """Async tests are plain `async def` marked `pytest.mark.anyio` (anyio's own plugin): the
