@@ -61,7 +61,7 @@ def soak_gateway(
 
 
 def reload(gw: GatewayProcess, alias: str) -> dict[str, str]:
-    r = httpx.post(f"{gw.url}/reload", json={"alias": alias}, timeout=120)
+    r = gw.http.post("/reload", json={"alias": alias}, timeout=120)
     assert r.status_code == 200, r.text
     return dict(r.json())
 
