@@ -1,4 +1,7 @@
-"""Scale-out: replicas and workers follow an alias moved once in MLflow, by polling."""
+"""Scale-out: replicas and workers follow an alias moved once in MLflow, by polling.
+
+Two replicas: a single-process gateway and `uvicorn --workers 2` (itself two processes that
+each poll on their own), so three processes follow the move."""
 
 from __future__ import annotations
 
@@ -25,13 +28,14 @@ from tests.helpers import (
 )
 
 POLL_SECONDS = 1.0
+LOAD_PAUSE = 0.02  # seconds between rounds of the light load (a cadence, not a wait)
 
 
 def worker_versions(gw: GatewayProcess) -> dict[str, str]:
     """{worker pid: version it serves}, from the live workers' model-info samples."""
     assert gw.process.poll() is None, gw.log()[-3000:]
     try:
-        text = httpx.get(f"{gw.url}/metrics", timeout=10).text
+        text = gw.http.get("/metrics", timeout=10).text
     except httpx.TransportError:  # not listening yet
         return {}
     return {
@@ -43,7 +47,7 @@ def worker_versions(gw: GatewayProcess) -> dict[str, str]:
 
 
 def load_failures(gw: GatewayProcess) -> float:
-    text = httpx.get(f"{gw.url}/metrics", timeout=10).text
+    text = gw.http.get("/metrics", timeout=10).text
     return sum(
         s.value
         for family in text_string_to_metric_families(text)
@@ -74,8 +78,9 @@ def test_replicas_and_workers_follow_an_alias_move(
         "ACCESS_LOG": "false",
     }
     with contextlib.ExitStack() as stack:
-        replicas = [stack.enter_context(run_gateway(env, tmp_path)) for _ in range(2)]
+        replica = stack.enter_context(run_gateway(env, tmp_path))
         workers = stack.enter_context(run_gateway(env, tmp_path, wait_loaded=False, workers=2))
+        gateways = (replica, workers)
         wait_for(lambda: len(worker_versions(workers)) == 2, 180, "both workers to load")
         assert set(worker_versions(workers).values()) == {trained.staging}
 
@@ -85,12 +90,15 @@ def test_replicas_and_workers_follow_an_alias_move(
         window = real_windows(1)[0].tolist()
 
         def load() -> None:
-            while not stop.is_set():
-                for gw in (*replicas, workers):
-                    # A new connection each time, so the kernel spreads them over the workers.
-                    r = httpx.post(f"{gw.url}/predict", json={"X": window}, timeout=30)
-                    version = r.json().get("model_version") if r.status_code == 200 else None
-                    outcomes.append((r.status_code, version))
+            # No keep-alive: a new connection each time, so the kernel spreads them over the
+            # workers.
+            no_keepalive = httpx.Limits(max_keepalive_connections=0)
+            with httpx.Client(timeout=30, limits=no_keepalive) as http:
+                while not stop.wait(LOAD_PAUSE):
+                    for gw in gateways:
+                        r = http.post(f"{gw.url}/predict", json={"X": window})
+                        version = r.json().get("model_version") if r.status_code == 200 else None
+                        outcomes.append((r.status_code, version))
 
         loader = threading.Thread(target=load)
         loader.start()
@@ -99,19 +107,19 @@ def test_replicas_and_workers_follow_an_alias_move(
             moved_at = time.monotonic()
 
             def converged() -> bool:
-                return all(
-                    gw.health()["model_version"] == trained.production for gw in replicas
-                ) and set(worker_versions(workers).values()) == {trained.production}
+                return replica.health()["model_version"] == trained.production and set(
+                    worker_versions(workers).values()
+                ) == {trained.production}
 
             wait_for(converged, 120, "every replica and worker to serve the new version")
             convergence = time.monotonic() - moved_at
 
-            failures_before = [load_failures(gw) for gw in (*replicas, workers)]
+            failures_before = [load_failures(gw) for gw in gateways]
             staging_restored.set_registered_model_alias(MODEL_NAME, "staging", bad_versions.broken)
             wait_for(
                 lambda: all(
                     load_failures(gw) > before
-                    for gw, before in zip((*replicas, workers), failures_before, strict=True)
+                    for gw, before in zip(gateways, failures_before, strict=True)
                 ),
                 120,
                 "every process to count the failed load",
@@ -119,8 +127,7 @@ def test_replicas_and_workers_follow_an_alias_move(
         finally:
             stop.set()
             loader.join(60)
-        for gw in replicas:
-            assert gw.health()["model_version"] == trained.production
+        assert replica.health()["model_version"] == trained.production
         assert set(worker_versions(workers).values()) == {trained.production}
     statuses = [status for status, _ in outcomes]
     print(
