@@ -49,6 +49,7 @@ RELOAD_BOUND = 15.0  # seconds a failed /reload may take: the 10 s request timeo
 # with the default interval whether one is in flight would be chance.
 NO_POLLING = {"MODEL_POLL_INTERVAL": "0"}
 PREDICTOR_THREADS = 2
+PREDICT_PAUSE = 0.01  # seconds each predictor thread waits between requests (a load shape)
 MIN_DURING_OUTAGE = 50  # predictions that must have been answered while the registry was out
 
 
@@ -71,7 +72,8 @@ def windows_and_expected(trained: TrainedVersions) -> tuple[np.ndarray, np.ndarr
 
 @dataclass
 class Predictor:
-    """Threads posting predictions until stopped; every answer is recorded with its time."""
+    """Threads posting predictions, PREDICT_PAUSE apart, until stopped; every answer is recorded
+    with its time."""
 
     url: str
     windows: np.ndarray
@@ -83,7 +85,7 @@ class Predictor:
         bodies = [orjson.dumps({"X": w.tolist()}) for w in self.windows]
         with httpx.Client(timeout=30) as client:
             i = offset
-            while not self.stop.is_set():
+            while not self.stop.wait(PREDICT_PAUSE):
                 k = i % len(bodies)
                 i += 1
                 r = client.post(f"{self.url}/predict", content=bodies[k])
@@ -125,7 +127,7 @@ def predicting(
 def post_reload(gw: GatewayProcess, alias: str | None) -> tuple[httpx.Response, float]:
     body = b"" if alias is None else orjson.dumps({"alias": alias})
     started = time.monotonic()
-    r = httpx.post(f"{gw.url}/reload", content=body, timeout=60)
+    r = gw.http.post("/reload", content=body, timeout=60)
     return r, time.monotonic() - started
 
 
