@@ -1,10 +1,11 @@
 """Hot swap under load: 32 clients keep predicting while the served version flips between two
 good versions every 0.5 s and bad versions are tried in between. Nothing may be lost or wrong.
 
-The duration is `HOT_SWAP_SECONDS` (default 30). Every answer is checked against what the very
-version it names computes for that window, and, when no good reload overlapped the request, that
-it is the version the last completed reload installed (a swap is effective at once and a failed
-reload changes nothing).
+The duration is `HOT_SWAP_SECONDS` (default 8; `make soak`: 30); however short, the test asserts
+that it saw at least BAD_EVERY good swaps and one round of bad reloads. Every answer is checked
+against what the very version it names computes for that window, and, when no good reload
+overlapped the request, that it is the version the last completed reload installed (a swap is
+effective at once and a failed reload changes nothing).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from tests.helpers import (
     run_gateway,
 )
 
-HOT_SWAP_SECONDS = float(os.environ.get("HOT_SWAP_SECONDS", "15"))
+HOT_SWAP_SECONDS = float(os.environ.get("HOT_SWAP_SECONDS", "8"))
 CLIENTS = 32
 WINDOWS_PER_CLIENT = 8
 RELOAD_EVERY = 0.5  # seconds between good reloads
