@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -20,7 +21,7 @@ from model_wrapper.features import FEATURE_NAMES, window_from_candles
 from model_wrapper.publish import promote, set_alias
 from model_wrapper.pyfunc import LOWER, OUTPUT_COLUMNS, POINT, UPPER, input_contract
 from model_wrapper.synthetic import synthetic_candles
-from tests.helpers import MODEL_NAME, SEQ_LEN, TrainedVersions
+from tests.helpers import MODEL_NAME, SEQ_LEN, Outcome, TrainedVersions
 
 ROOT = Path(__file__).resolve().parents[1]
 # `mlflow models serve` starts `uvicorn` by name: the venv's bin must be on PATH.
@@ -125,23 +126,25 @@ def test_wrapper_refuses_bad_windows_with_a_clear_message(
     assert message in info.value.message
 
 
-def test_promote_copies_an_alias_and_set_alias_moves_it(trained: TrainedVersions) -> None:
+def test_promote_copies_an_alias_and_set_alias_moves_it(
+    trained: TrainedVersions, run_cli: Callable[..., Outcome]
+) -> None:
     client = MlflowClient()
     assert promote(MODEL_NAME, "staging", "canary") == trained.staging
     assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.staging
     set_alias(MODEL_NAME, "canary", trained.production)
     assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.production
-    # The CLI moves it only on evidence; without data, only when forced, and says so.
-    command = [sys.executable, "-m", "scripts.promote", "--from-alias", "staging"]
+    # The CLI moves it only on evidence; without data, only when forced, and says so. The
+    # refusal from a real process (exit status, no traceback); the forced move in this one.
+    command = ["-m", "scripts.promote", "--from-alias", "staging", "--to-alias", "canary"]
     refused = subprocess.run(
-        [*command, "--to-alias", "canary"], cwd=ROOT, timeout=120, capture_output=True, text=True
+        [sys.executable, *command], cwd=ROOT, timeout=120, capture_output=True, text=True
     )
     assert refused.returncode == 2
     assert "promote needs --data" in refused.stderr and "Traceback" not in refused.stderr
     assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.production
-    subprocess.run(
-        [*command, "--to-alias", "canary", "--force", "true"], check=True, cwd=ROOT, timeout=120
-    )
+    forced = run_cli(*command[1:], "--force", "true")
+    assert forced.returncode == 0, forced.stderr
     version = client.get_model_version_by_alias(MODEL_NAME, "canary")
     assert version.version == trained.staging
     assert version.tags["promotion_forced"] == "true"
