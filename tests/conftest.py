@@ -26,7 +26,6 @@ from tests.helpers import (
     train_behind,
 )
 
-
 # `make test` gives each pytest-xdist worker whole files, in this order first (then the rest as
 # collected): the longest files, which start gateways, registries and `mlflow run` of their own.
 # Started last, one of them would leave the other worker idle at the end.
