@@ -233,18 +233,20 @@ def test_train_registers_but_keeps_the_alias_when_the_holdout_gate_fails(
     assert newest.tags["holdout_gate"] == "failed"
 
 
-def test_backtest_refits_before_every_period(evidence: Evidence, registry: Registry) -> None:
+def test_backtest_refits_before_every_period(
+    evidence: Evidence, run_cli: Callable[..., Outcome]
+) -> None:
+    """The backtest command line in this process (TensorFlow is loaded once; `mlflow run`
+    itself is tested with `evaluate` above, and every entry point's command against its
+    script in tests/test_project_files.py)."""
     client = MlflowClient()
     candles = load_data(str(evidence.full_csv)).candles
     start = candles.index[ROWS - 120]
-    mlflow_run(
-        "backtest",
-        registry,
-        data=str(evidence.full_csv),
-        refit_days="60",
-        start=f"{start:%Y-%m-%d}",
-        epochs="1",
-    )
+    result = run_cli(
+        "scripts.backtest", "--data", str(evidence.full_csv), "--refit-days", "60",
+        "--start", f"{start:%Y-%m-%d}", "--epochs", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
     experiment = client.get_experiment_by_name("btc-lstm").experiment_id
     (parent,) = client.search_runs([experiment], "tags.run_kind = 'backtest'")
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")

@@ -3,14 +3,18 @@ points, and the settings' defaults with the spec."""
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
+import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from gateway.settings import Settings, SettingsError
+from tests.helpers import Outcome
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,6 +68,29 @@ def test_mlproject_has_the_documented_entry_points() -> None:
         "data",
     }
     assert mlproject["conda_env"] == "conda.yaml"
+
+
+MLPROJECT = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]
+
+
+@pytest.mark.parametrize("entry_point", sorted(MLPROJECT))
+def test_each_entry_points_command_is_what_its_script_takes(
+    entry_point: str, run_cli: Callable[..., Outcome]
+) -> None:
+    """`mlflow run -e X` runs the command with the parameters put in: every parameter is used,
+    every placeholder is a parameter, and the module's own parser (its --help) knows every
+    option. (`mlflow run` itself runs in tests/test_tracking.py and tests/test_evidence.py.)"""
+    spec = MLPROJECT[entry_point]
+    command = spec["command"]
+    assert set(re.findall(r"\{(\w+)\}", command)) == set(spec.get("parameters", {}))
+    words = command.split()
+    assert words[:2] == ["python", "-m"]
+    module = words[2]  # `python -m` runs a package's __main__
+    is_package = importlib.util.find_spec(module).submodule_search_locations is not None
+    help_text = run_cli(f"{module}.__main__" if is_package else module, "--help")
+    assert help_text.returncode == 0, help_text.stderr
+    for option in (word for word in words if word.startswith("--")):
+        assert re.search(rf"{option}\b", help_text.stdout), f"{module} has no {option}"
 
 
 def test_settings_defaults_are_the_specs() -> None:
