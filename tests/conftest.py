@@ -1,13 +1,23 @@
-"""Session fixtures: a real `mlflow server` on a free port, tiny models trained with the
-project's own pipeline, and the one live gateway (a real process serving them), shared by every
-test. Tests import names from tests/helpers.py, never from here."""
+"""Session fixtures: a real `mlflow server` on a free port and tiny models trained with the
+project's own pipeline, made once per run and shared by every pytest-xdist worker, and the live
+gateway (a real process serving them, one per worker). Tests import names from tests/helpers.py,
+never from here."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
+import json
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
 from model_wrapper.training import TrainConfig
@@ -68,21 +78,62 @@ def _bounded_mlflow_client() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# The run's shared things (one registry, one set of tiny models) live in a folder the first
+# process makes: the pytest-xdist controller, or pytest alone. Workers inherit its path.
+SHARED_DIR = "TESTS_SHARED_DIR"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller, or pytest without -n
+        os.environ[SHARED_DIR] = tempfile.mkdtemp(prefix="btc-lstm-tests-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After every worker is done: stop the shared registry, remove the folder."""
+    if hasattr(config, "workerinput") or SHARED_DIR not in os.environ:
+        return
+    shared = Path(os.environ.pop(SHARED_DIR))
+    started = shared / "registry.json"
+    if started.exists():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            server = psutil.Process(json.loads(started.read_text())["pid"])
+            processes = [server, *server.children(recursive=True)]
+            for process in processes:
+                process.terminate()
+            psutil.wait_procs(processes, timeout=15)
+    shutil.rmtree(shared, ignore_errors=True)
+
+
+def once_per_run(name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`make()` in whichever worker asks first, under a file lock; the others (which wait for
+    it) and later calls get what it returned. Values are JSON."""
+    shared = Path(os.environ[SHARED_DIR])
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        made = shared / f"{name}.json"
+        if not made.exists():
+            made.write_text(json.dumps(make()))
+        return dict(json.loads(made.read_text()))
+
+
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+def registry() -> Registry:
+    """The run's one `mlflow server`. Tests must leave its aliases as they found them (or use
+    aliases of their own); one that stops or freezes a registry makes its own copy."""
     import mlflow
 
-    port = free_port()
-    data_dir = tmp_path_factory.mktemp("mlflow")
-    process = start_mlflow_server(data_dir, "127.0.0.1", port, data_dir / "server.log")
-    reg = Registry(f"http://127.0.0.1:{port}", port, data_dir, process)
-    try:
-        wait_until_healthy(reg.uri, timeout=180, process=process)
-        mlflow.set_tracking_uri(reg.uri)
-        os.environ["MLFLOW_TRACKING_URI"] = reg.uri
-        yield reg
-    finally:
-        reg.stop()
+    def start() -> dict[str, Any]:
+        port, data_dir = free_port(), Path(os.environ[SHARED_DIR]) / "mlflow"
+        process = start_mlflow_server(data_dir, "127.0.0.1", port, data_dir / "server.log")
+        wait_until_healthy(f"http://127.0.0.1:{port}", timeout=180, process=process)
+        return {"port": port, "data_dir": str(data_dir), "pid": process.pid}
+
+    started = once_per_run("registry", start)
+    port = int(started["port"])
+    reg = Registry(f"http://127.0.0.1:{port}", port, Path(started["data_dir"]), None)
+    mlflow.set_tracking_uri(reg.uri)
+    os.environ["MLFLOW_TRACKING_URI"] = reg.uri
+    return reg
 
 
 @pytest.fixture(scope="session")
@@ -91,10 +142,13 @@ def trained(registry: Registry) -> TrainedVersions:
     answer differently."""
     from model_wrapper.synthetic import synthetic_candles
 
-    config = TrainConfig(seq_len=SEQ_LEN, epochs=1)
-    v1 = train_behind(synthetic_candles(N_CANDLES, seed=1), config, "staging")
-    v2 = train_behind(synthetic_candles(N_CANDLES, seed=2), config, "Production")
-    return TrainedVersions(staging=v1, production=v2)
+    def train() -> dict[str, Any]:
+        config = TrainConfig(seq_len=SEQ_LEN, epochs=1)
+        v1 = train_behind(synthetic_candles(N_CANDLES, seed=1), config, "staging")
+        v2 = train_behind(synthetic_candles(N_CANDLES, seed=2), config, "Production")
+        return asdict(TrainedVersions(staging=v1, production=v2))
+
+    return TrainedVersions(**once_per_run("trained", train))
 
 
 BROKEN_MODEL_CODE = """
@@ -115,32 +169,34 @@ mlflow.models.set_model(Broken())
 
 
 @pytest.fixture(scope="session")
-def bad_versions(
-    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
-) -> BadVersions:
+def bad_versions(registry: Registry, trained: TrainedVersions) -> BadVersions:
     """Versions a gateway must refuse: one that cannot load, one trained for another T."""
-    import mlflow
-    from mlflow import MlflowClient
 
-    from model_wrapper.features import N_FEATURES
-    from model_wrapper.synthetic import synthetic_candles
+    def register() -> dict[str, Any]:
+        import mlflow
+        from mlflow import MlflowClient
 
-    code = tmp_path_factory.mktemp("broken") / "broken_model.py"
-    code.write_text(BROKEN_MODEL_CODE)
-    with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(code),
-            metadata={"seq_len": SEQ_LEN, "n_features": N_FEATURES},
-            registered_model_name=MODEL_NAME,
-            pip_requirements=["mlflow"],
+        from model_wrapper.features import N_FEATURES
+        from model_wrapper.synthetic import synthetic_candles
+
+        code = Path(os.environ[SHARED_DIR]) / "broken_model.py"
+        code.write_text(BROKEN_MODEL_CODE)
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(code),
+                metadata={"seq_len": SEQ_LEN, "n_features": N_FEATURES},
+                registered_model_name=MODEL_NAME,
+                pip_requirements=["mlflow"],
+            )
+        broken = str(info.registered_model_version)
+        MlflowClient().set_registered_model_alias(MODEL_NAME, "broken", broken)
+        short = train_behind(
+            synthetic_candles(N_CANDLES, seed=3), TrainConfig(seq_len=10, epochs=1), "short_window"
         )
-    broken = str(info.registered_model_version)
-    MlflowClient().set_registered_model_alias(MODEL_NAME, "broken", broken)
-    short = train_behind(
-        synthetic_candles(N_CANDLES, seed=3), TrainConfig(seq_len=10, epochs=1), "short_window"
-    )
-    return BadVersions(broken=broken, other_shape=short)
+        return asdict(BadVersions(broken=broken, other_shape=short))
+
+    return BadVersions(**once_per_run("bad_versions", register))
 
 
 @pytest.fixture(scope="session")

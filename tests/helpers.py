@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -40,12 +42,17 @@ def free_port() -> int:
 
 @dataclass
 class Registry:
+    """A real `mlflow server`. `process` is None for the run's shared one (conftest's `registry`:
+    started by whichever worker asked first, stopped when the run ends); a test that stops or
+    freezes a registry starts its own (`own_registry_copy`)."""
+
     uri: str
     port: int
     data_dir: Path
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
 
     def stop(self) -> None:
+        assert self.process is not None, "the shared registry stops when the run ends"
         self.process.terminate()
         try:
             self.process.wait(15)
@@ -58,6 +65,26 @@ class Registry:
             self.data_dir, "127.0.0.1", self.port, self.data_dir / "server.log"
         )
         wait_until_healthy(self.uri, timeout=180, process=self.process)
+
+
+@contextlib.contextmanager
+def own_registry_copy(shared: Registry, data_dir: Path) -> Iterator[Registry]:
+    """A registry of the caller's own holding what `shared` holds now (its SQLite store copied
+    with SQLite's backup API, its artifacts copied), on a free port: one to stop and freeze."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        contextlib.closing(sqlite3.connect(shared.data_dir / "mlflow.db")) as source,
+        contextlib.closing(sqlite3.connect(data_dir / "mlflow.db")) as copy,
+    ):
+        source.backup(copy)
+    shutil.copytree(shared.data_dir / "artifacts", data_dir / "artifacts")
+    port = free_port()
+    registry = Registry(f"http://127.0.0.1:{port}", port, data_dir, None)
+    registry.start()
+    try:
+        yield registry
+    finally:
+        registry.stop()
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ def test_a_version_records_its_data_and_period(evidence: Evidence) -> None:
 
 
 def test_evaluate_scores_only_windows_after_the_training_period(
-    evidence: Evidence, registry: Registry
+    evidence: Evidence, registry: Registry, tmp_path: Path
 ) -> None:
     client = MlflowClient()
     uri = f"models:/{NAME}/{evidence.good}"
@@ -154,7 +154,7 @@ def test_evaluate_scores_only_windows_after_the_training_period(
     assert {"evaluation.json", "evaluation_report.png"} <= artifacts
     report = json.loads(
         Path(
-            client.download_artifacts(run.info.run_id, "evaluation.json", str(registry.data_dir))
+            client.download_artifacts(run.info.run_id, "evaluation.json", str(tmp_path))
         ).read_text()
     )
     assert report["metrics"]["mae"] == pytest.approx(run.data.metrics["mae"])

@@ -3,7 +3,8 @@ refused) or hangs (frozen with SIGSTOP: connections accepted, never answered). P
 /reload fails fast with the spec's 500 and changes nothing, and once the registry is back,
 /reload works again.
 
-The registry is the session's: every test here gives it back healthy, whatever happens.
+The registry is this module's own copy of the run's shared one (stopping or freezing that would
+fail the other workers' tests); every test here gives it back healthy, whatever happens.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tests.helpers import (
     GatewayProcess,
     Registry,
     TrainedVersions,
+    own_registry_copy,
     point_forecasts,
     real_windows,
     record_figures,
@@ -54,10 +56,18 @@ MIN_DURING_OUTAGE = 50  # predictions that must have been answered while the reg
 
 
 @pytest.fixture(scope="module")
-def gateway(
+def own_registry(
     registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Registry]:
+    with own_registry_copy(registry, tmp_path_factory.mktemp("registry")) as own:
+        yield own
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    own_registry: Registry, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    env = {"MLFLOW_TRACKING_URI": registry.uri, **OPERATOR_ENV, **NO_POLLING}
+    env = {"MLFLOW_TRACKING_URI": own_registry.uri, **OPERATOR_ENV, **NO_POLLING}
     with run_gateway(env, tmp_path_factory.mktemp("gw")) as gw:
         yield gw
 
@@ -136,6 +146,7 @@ def frozen(registry: Registry) -> Iterator[int]:
     """The registry hung: its processes stopped with SIGSTOP (the kernel still accepts
     connections on its port, nothing answers), then resumed and healthy again, whatever
     happened. Yields how many processes were frozen."""
+    assert registry.process is not None, "freeze a registry of the test's own"
     pids = descendants(registry.process.pid)
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
@@ -198,17 +209,17 @@ def recover(gw: GatewayProcess, trained: TrainedVersions) -> None:
 
 def test_registry_stopped(
     gateway: GatewayProcess,
-    registry: Registry,
+    own_registry: Registry,
     trained: TrainedVersions,
     windows_and_expected: tuple[np.ndarray, np.ndarray],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     assert gateway.health()["model_version"] == trained.staging
     with predicting(gateway, *windows_and_expected) as predictor:
-        registry.stop()
+        own_registry.stop()
         down = time.monotonic()
         try:
-            assert not is_healthy(registry.uri), "the registry still answers: no outage"
+            assert not is_healthy(own_registry.uri), "the registry still answers: no outage"
             # The default alias (its version is in memory), a version this gateway never
             # loaded, and an alias that does not exist: all need the registry first.
             figures = check_outage(
@@ -220,10 +231,10 @@ def test_registry_stopped(
             )
         finally:
             up_started = time.monotonic()
-            registry.start()  # waits until healthy
+            own_registry.start()  # waits until healthy
             up = time.monotonic()
         during = predictor.between(down, up)
-    assert is_healthy(registry.uri)
+    assert is_healthy(own_registry.uri)
     recover(gateway, trained)
     wrong = predictor.wrong(trained.staging)
     figures |= {
@@ -240,7 +251,7 @@ def test_registry_stopped(
 
 def test_registry_hung(
     gateway: GatewayProcess,
-    registry: Registry,
+    own_registry: Registry,
     trained: TrainedVersions,
     windows_and_expected: tuple[np.ndarray, np.ndarray],
     tmp_path_factory: pytest.TempPathFactory,
@@ -250,8 +261,8 @@ def test_registry_hung(
     assert gateway.health()["model_version"] == trained.staging
     with predicting(gateway, *windows_and_expected) as predictor:
         down = time.monotonic()
-        with frozen(registry) as n_frozen:
-            assert not is_healthy(registry.uri, timeout=1), "the registry still answers"
+        with frozen(own_registry) as n_frozen:
+            assert not is_healthy(own_registry.uri, timeout=1), "the registry still answers"
             # One reload: it waits out the 10 s request timeout.
             figures = check_outage(gateway, predictor, trained, "timed out", (None,))
             up_started = time.monotonic()
@@ -272,21 +283,19 @@ def test_registry_hung(
     assert len(during) >= MIN_DURING_OUTAGE
 
 
-def test_registry_hung_while_polling(
-    registry: Registry, trained: TrainedVersions, tmp_path: Path
-) -> None:
+def test_registry_hung_while_polling(own_registry: Registry, tmp_path: Path) -> None:
     """With polling on, a failed /reload must still be bounded by one request timeout.
     A short timeout and a poll every 50 ms keep this quick and a poll nearly always in flight
     (timeout / (timeout + interval) = 97.5% of the time); two reloads make missing it
     improbable (< 0.1%)."""
     timeout = 2.0
     env = {
-        "MLFLOW_TRACKING_URI": registry.uri,
+        "MLFLOW_TRACKING_URI": own_registry.uri,
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(timeout)),
         "MODEL_POLL_INTERVAL": "0.05",
     }
-    with run_gateway(env, tmp_path) as gw, frozen(registry):
+    with run_gateway(env, tmp_path) as gw, frozen(own_registry):
         times = []
         for _ in range(2):
             r, elapsed = post_reload(gw, None)

@@ -56,24 +56,32 @@ def load_failures(gw: GatewayProcess) -> float:
     )
 
 
+# The alias these gateways follow: the run's registry is shared with the other workers, whose
+# tests expect @staging where it is.
+ALIAS = "replicas"
+
+
 @pytest.fixture
-def staging_restored(trained: TrainedVersions) -> Iterator[MlflowClient]:
+def own_alias(trained: TrainedVersions) -> Iterator[MlflowClient]:
+    """ALIAS on the staging version, for this test to move; removed afterwards."""
     client = MlflowClient()
+    client.set_registered_model_alias(MODEL_NAME, ALIAS, trained.staging)
     try:
         yield client
-    finally:  # other tests expect staging -> v1
-        client.set_registered_model_alias(MODEL_NAME, "staging", trained.staging)
+    finally:
+        client.delete_registered_model_alias(MODEL_NAME, ALIAS)
 
 
 def test_replicas_and_workers_follow_an_alias_move(
     registry: Registry,
     trained: TrainedVersions,
     bad_versions: BadVersions,
-    staging_restored: MlflowClient,
+    own_alias: MlflowClient,
     tmp_path: Path,
 ) -> None:
     env = {
         "MLFLOW_TRACKING_URI": registry.uri,
+        "MODEL_ALIAS": ALIAS,
         "MODEL_POLL_INTERVAL": str(POLL_SECONDS),
         "ACCESS_LOG": "false",
     }
@@ -103,7 +111,7 @@ def test_replicas_and_workers_follow_an_alias_move(
         loader = threading.Thread(target=load)
         loader.start()
         try:
-            staging_restored.set_registered_model_alias(MODEL_NAME, "staging", trained.production)
+            own_alias.set_registered_model_alias(MODEL_NAME, ALIAS, trained.production)
             moved_at = time.monotonic()
 
             def converged() -> bool:
@@ -115,7 +123,7 @@ def test_replicas_and_workers_follow_an_alias_move(
             convergence = time.monotonic() - moved_at
 
             failures_before = [load_failures(gw) for gw in gateways]
-            staging_restored.set_registered_model_alias(MODEL_NAME, "staging", bad_versions.broken)
+            own_alias.set_registered_model_alias(MODEL_NAME, ALIAS, bad_versions.broken)
             wait_for(
                 lambda: all(
                     load_failures(gw) > before
