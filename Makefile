@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml
 run: install
 	$(PY) -m scripts.run_local $(ARGS)
 
-# Two workers, one test file each at a time (module fixtures start once), the longest files
-# first (tests/conftest.py). One file alone: `.venv/bin/python -m pytest tests/test_x.py`.
-XDIST := -n 2 --dist loadfile --no-loadscope-reorder
+# Three workers (on 2 cores: the tests wait on servers and timeouts part of the time), one
+# test file each at a time (module fixtures start once), the longest files first
+# (tests/conftest.py). One file alone: `.venv/bin/python -m pytest tests/test_x.py`.
+XDIST := -n 3 --dist loadfile --no-loadscope-reorder
 test: install
 	$(PY) -m pytest $(XDIST)
 
