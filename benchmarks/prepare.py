@@ -15,6 +15,7 @@ from typing import Any
 from benchmarks import procs, wrk
 from benchmarks.drive import Driver
 from benchmarks.options import ROOT, Options
+from scripts.local_registry import free_port
 
 log = logging.getLogger("benchmarks")
 Say = Callable[[str], None]
@@ -46,7 +47,7 @@ def first_driver(options: Options, env: dict[str, str]) -> Driver:
 def start_registry(children: procs.Children, workdir: Path, say: Say) -> str:
     from scripts.local_registry import start_mlflow_server, wait_until_healthy
 
-    port = procs.free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     say(f"starting a temporary mlflow server at {uri} (its first start is slow)")
     log_path = workdir / "registry.log"

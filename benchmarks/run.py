@@ -49,6 +49,7 @@ from benchmarks.quiet import Quiet
 from benchmarks.report import Run, console
 from benchmarks.servers import server_specs
 from benchmarks.targets import load_baseline
+from scripts.local_registry import free_port
 
 HAND_WRITTEN = Path(__file__).with_name("PROFILE.md")
 
@@ -84,7 +85,7 @@ def run(options: Options, workdir: Path, children: procs.Children, say: Progress
     micro, notes = micro_benchmark(options, env, workdir, say) if options.micro else ([], [])
 
     quiet = Quiet(repeats_left=options.repeats, wait_left_s=0.0 if options.quick else 120.0)
-    port = procs.free_port()
+    port = free_port()
     specs = server_specs(setup, workdir, env, port, options.serve_workers)
     wanted = [s for s in specs if s.key in options.servers]
     compare = options.generator == "auto" and driver.wrk_path is not None

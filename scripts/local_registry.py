@@ -1,14 +1,23 @@
-"""Start a local `mlflow server` (SQLite backend, local artifact store) and wait for it."""
+"""Start a local `mlflow server` (SQLite backend, local artifact store) and wait for it; pick a
+free port for it (or any local server)."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the kernel's pick), for a local server to take."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def is_healthy(url: str, timeout: float = 2.0) -> bool:

@@ -9,7 +9,6 @@ import base64
 import contextlib
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,18 +25,12 @@ import pandas as pd
 from model_wrapper.features import window_from_candles
 from model_wrapper.synthetic import synthetic_candles
 from model_wrapper.training import TrainConfig
-from scripts.local_registry import start_mlflow_server, wait_until_healthy
+from scripts.local_registry import free_port, start_mlflow_server, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "BTC_LSTM_Production"
 SEQ_LEN = 12
 N_CANDLES = 400  # enough for ~300 windows: a 1-epoch model in seconds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
