@@ -37,10 +37,12 @@ fuzz: install
 	FUZZ_CASES=1000 $(PY) -m pytest tests/test_fuzz.py -q -s -rxX
 
 # The long runs `make test` shortens: 20 measured reloads through three versions (`make test`
-# runs 8), 30 s of hot swaps under load (8), 10,000 predictions with failing callbacks (3,000).
+# runs 8), 30 s of hot swaps under load (8), 10,000 predictions with failing callbacks (3,000),
+# 1,000 examples per property test of windows and callback addresses (200).
 soak: install
-	RELOAD_SOAK_RELOADS=20 HOT_SWAP_SECONDS=30 STEADY_PREDICTIONS=10000 $(PY) -m pytest \
-		tests/test_reload_memory.py tests/test_hot_swap.py tests/test_steady_resources.py -q -s
+	RELOAD_SOAK_RELOADS=20 HOT_SWAP_SECONDS=30 STEADY_PREDICTIONS=10000 PROPERTY_EXAMPLES=1000 \
+		$(PY) -m pytest tests/test_reload_memory.py tests/test_hot_swap.py \
+		tests/test_steady_resources.py tests/test_validation.py tests/test_webhook_policy.py -q -s
 
 # Gateway vs the HTTP floor and `mlflow models serve`, ~9-12 min: starts and stops its own
 # registry and servers, installs wrk with apt-get if missing, writes BENCHMARKS.md.

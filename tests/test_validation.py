@@ -24,10 +24,10 @@ from gateway.contract import FLOAT32_MAX, shape_contract, version_contract
 from gateway.validation import InvalidRequest, PredictRequest, parse_predict, parse_reload
 from model_wrapper.features import FEATURE_NAMES, N_FEATURES
 from model_wrapper.pyfunc import check_windows, input_contract
-from tests.helpers import SEQ_LEN, real_windows
+from tests.helpers import PROPERTY_EXAMPLES, SEQ_LEN, real_windows
 
 T, F = SEQ_LEN, N_FEATURES
-EXAMPLES = 500
+EXAMPLES = PROPERTY_EXAMPLES
 # Before a version is served, and for versions that declare nothing: the shape's contract.
 SHAPE = shape_contract(T, F)
 # What a version logged by this wrapper declares in its metadata.

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from gateway.webhooks.delivery import DeliveryResult
 from gateway.webhooks.policy import create_session, is_address_allowed, parse_networks
+from tests.helpers import PROPERTY_EXAMPLES
 from tests.receiver import Receiver
 from tests.webhooks import (
     ALLOWED,
@@ -188,13 +189,13 @@ def embeddings(v4: ipaddress.IPv4Address, low: int) -> list[ipaddress.IPv6Addres
     ]
 
 
-@settings(max_examples=1000)
+@settings(max_examples=PROPERTY_EXAMPLES)
 @given(st.ip_addresses(v=4))
 def test_v4_matches_reference(ip: ipaddress.IPv4Address) -> None:
     assert is_address_allowed(ip, ()) == reference_v4(ip)
 
 
-@settings(max_examples=1000)
+@settings(max_examples=PROPERTY_EXAMPLES)
 @given(st.ip_addresses(v=6))
 def test_v6_matches_reference_outside_embedding_forms(ip: ipaddress.IPv6Address) -> None:
     if ip.ipv4_mapped is not None or ip in NAT64 or ip in SIX_TO_FOUR:
@@ -202,7 +203,7 @@ def test_v6_matches_reference_outside_embedding_forms(ip: ipaddress.IPv6Address)
     assert is_address_allowed(ip, ()) == reference_v6(ip)
 
 
-@settings(max_examples=1000)
+@settings(max_examples=PROPERTY_EXAMPLES)
 @given(st.ip_addresses(v=4), st.integers(0, (1 << 80) - 1))
 def test_embedded_v4_decides(v4: ipaddress.IPv4Address, low: int) -> None:
     verdict = reference_v4(v4)
@@ -212,7 +213,7 @@ def test_embedded_v4_decides(v4: ipaddress.IPv4Address, low: int) -> None:
         assert is_address_allowed(ip, [ipaddress.IPv4Network(v4)])
 
 
-@settings(max_examples=1000)
+@settings(max_examples=PROPERTY_EXAMPLES)
 @given(st.data(), st.sampled_from([4, 6]))
 def test_anything_inside_an_allowed_network_is_allowed(
     data: st.DataObject, version: Literal[4, 6]
