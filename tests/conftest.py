@@ -119,7 +119,7 @@ def once_per_run(name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any
 @pytest.fixture(scope="session")
 def registry() -> Registry:
     """The run's one `mlflow server`. Tests must leave its aliases as they found them (or use
-    aliases of their own); one that stops or freezes a registry makes its own copy."""
+    aliases of their own); one that needs it stopped or hung uses a fault proxy in front."""
     import mlflow
 
     def start() -> dict[str, Any]:
@@ -130,7 +130,7 @@ def registry() -> Registry:
 
     started = once_per_run("registry", start)
     port = int(started["port"])
-    reg = Registry(f"http://127.0.0.1:{port}", port, Path(started["data_dir"]), None)
+    reg = Registry(f"http://127.0.0.1:{port}", port, Path(started["data_dir"]))
     mlflow.set_tracking_uri(reg.uri)
     os.environ["MLFLOW_TRACKING_URI"] = reg.uri
     return reg

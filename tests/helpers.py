@@ -9,7 +9,6 @@ import base64
 import contextlib
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import pandas as pd
 from model_wrapper.features import window_from_candles
 from model_wrapper.synthetic import synthetic_candles
 from model_wrapper.training import TrainConfig
-from scripts.local_registry import free_port, start_mlflow_server, wait_until_healthy
+from scripts.local_registry import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "BTC_LSTM_Production"
@@ -35,51 +34,15 @@ N_CANDLES = 400  # enough for ~300 windows: a 1-epoch model in seconds
 PROPERTY_EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "200"))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Registry:
-    """A real `mlflow server`. `process` is None for the run's shared one (conftest's `registry`:
-    started by whichever worker asked first, stopped when the run ends); a test that stops or
-    freezes a registry starts its own (`own_registry_copy`)."""
+    """The run's one real `mlflow server` (conftest's `registry`: started by whichever worker
+    asked first, stopped when the run ends). A test that needs it stopped or hung puts a
+    tests/fault_proxy.FaultProxy in front of it."""
 
     uri: str
     port: int
     data_dir: Path
-    process: subprocess.Popen[bytes] | None
-
-    def stop(self) -> None:
-        assert self.process is not None, "the shared registry stops when the run ends"
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def start(self) -> None:
-        self.process = start_mlflow_server(
-            self.data_dir, "127.0.0.1", self.port, self.data_dir / "server.log"
-        )
-        wait_until_healthy(self.uri, timeout=180, process=self.process)
-
-
-@contextlib.contextmanager
-def own_registry_copy(shared: Registry, data_dir: Path) -> Iterator[Registry]:
-    """A registry of the caller's own holding what `shared` holds now (its SQLite store copied
-    with SQLite's backup API, its artifacts copied), on a free port: one to stop and freeze."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with (
-        contextlib.closing(sqlite3.connect(shared.data_dir / "mlflow.db")) as source,
-        contextlib.closing(sqlite3.connect(data_dir / "mlflow.db")) as copy,
-    ):
-        source.backup(copy)
-    shutil.copytree(shared.data_dir / "artifacts", data_dir / "artifacts")
-    port = free_port()
-    registry = Registry(f"http://127.0.0.1:{port}", port, data_dir, None)
-    registry.start()
-    try:
-        yield registry
-    finally:
-        registry.stop()
 
 
 @dataclass(frozen=True)
@@ -273,7 +236,6 @@ def record_figures(base_dir: Path, name: str, figures: dict[str, Any]) -> Path:
 def require_debian_tool(command: str, package: str) -> str:
     """The path of `command`; a skip where it is missing, a failure on CI (.ci/run installs
     `package`, so there a missing tool is a broken set-up that a skip would hide)."""
-    import shutil
 
     import pytest
 

@@ -17,6 +17,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.errors import NOT_LOADED_DETAIL
+from tests.fault_proxy import FaultProxy
 from tests.helpers import (
     MODEL_NAME,
     LiveGateway,
@@ -329,28 +330,25 @@ def test_not_loaded_detail_is_the_spec_text() -> None:
 def test_startup_waits_for_the_registry_then_loads(
     registry: Registry, trained: TrainedVersions, tmp_path: Path
 ) -> None:
-    """The port binds at once; /predict is 503 until a registry appears; then it loads."""
-    late = Registry(f"http://127.0.0.1:{free_port()}", 0, registry.data_dir, registry.process)
-    late.port = int(late.uri.rsplit(":", 1)[1])
-    env = {"MLFLOW_TRACKING_URI": late.uri, "MODEL_LOAD_RETRY_INTERVAL": "0.5"}
-    with run_gateway(env, tmp_path, wait_loaded=False) as gw:
-        assert gw.health() == {
-            "status": "ok",
-            "model_loaded": False,
-            "model_alias": None,
-            "model_version": None,
-            "model_runtime": None,
-        }
-        r = post(gw.url, "/predict", {"X": _window()})
-        assert (r.status_code, r.json()) == (503, {"detail": NOT_LOADED_DETAIL})
-        # A second registry process over the same SQLite store and artifacts.
-        late.start()
-        try:
+    """The port binds at once; /predict is 503 until a registry appears; then it loads. (The
+    registry "appears" when a proxy in front of the shared one starts listening.)"""
+    env = {"MODEL_LOAD_RETRY_INTERVAL": "0.5"}
+    with FaultProxy(registry.port, refusing=True) as late:
+        env["MLFLOW_TRACKING_URI"] = late.uri
+        with run_gateway(env, tmp_path, wait_loaded=False) as gw:
+            assert gw.health() == {
+                "status": "ok",
+                "model_loaded": False,
+                "model_alias": None,
+                "model_version": None,
+                "model_runtime": None,
+            }
+            r = post(gw.url, "/predict", {"X": _window()})
+            assert (r.status_code, r.json()) == (503, {"detail": NOT_LOADED_DETAIL})
+            wait_for(lambda: "model not ready (attempt 1)" in gw.log(), 60, "a refused attempt")
+            late.forward()
             gw.wait_loaded(timeout=120)
             assert post(gw.url, "/predict", {"X": _window()}).status_code == 200
-            assert "model not ready (attempt 1)" in gw.log()
-        finally:
-            late.stop()
 
 
 def test_after_the_startup_timeout_the_server_runs_and_reload_loads(

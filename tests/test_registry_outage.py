@@ -1,17 +1,16 @@
 """Registry outage: with a model loaded, the MLflow server goes away (stopped: connections
-refused) or hangs (frozen with SIGSTOP: connections accepted, never answered). Predictions go on,
-/reload fails fast with the spec's 500 and changes nothing, and once the registry is back,
-/reload works again.
+refused) or hangs (connections accepted, never answered). Predictions go on, /reload fails fast
+with the spec's 500 and changes nothing, and once the registry is back, /reload works again.
 
-The registry is this module's own copy of the run's shared one (stopping or freezing that would
-fail the other workers' tests); every test here gives it back healthy, whatever happens.
+The gateway reaches the run's shared registry through a fault proxy (tests/fault_proxy.py) that
+refuses or hangs on demand: stopping or freezing the shared server would fail the other workers'
+tests, and a registry of the module's own costs a start and a restart. Every test here gives the
+proxy back forwarding, whatever happens.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -23,17 +22,16 @@ import httpx
 import mlflow
 import numpy as np
 import orjson
-import psutil
 import pytest
 
 from gateway.errors import RELOAD_PREFIX
-from scripts.local_registry import is_healthy, wait_until_healthy
+from scripts.local_registry import is_healthy
+from tests.fault_proxy import FaultProxy
 from tests.helpers import (
     MODEL_NAME,
     GatewayProcess,
     Registry,
     TrainedVersions,
-    own_registry_copy,
     point_forecasts,
     real_windows,
     record_figures,
@@ -56,18 +54,16 @@ MIN_DURING_OUTAGE = 50  # predictions that must have been answered while the reg
 
 
 @pytest.fixture(scope="module")
-def own_registry(
-    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Registry]:
-    with own_registry_copy(registry, tmp_path_factory.mktemp("registry")) as own:
-        yield own
+def proxy(registry: Registry, trained: TrainedVersions) -> Iterator[FaultProxy]:
+    with FaultProxy(registry.port) as proxy:
+        yield proxy
 
 
 @pytest.fixture(scope="module")
 def gateway(
-    own_registry: Registry, tmp_path_factory: pytest.TempPathFactory
+    proxy: FaultProxy, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    env = {"MLFLOW_TRACKING_URI": own_registry.uri, **OPERATOR_ENV, **NO_POLLING}
+    env = {"MLFLOW_TRACKING_URI": proxy.uri, **OPERATOR_ENV, **NO_POLLING}
     with run_gateway(env, tmp_path_factory.mktemp("gw")) as gw:
         yield gw
 
@@ -141,28 +137,6 @@ def post_reload(gw: GatewayProcess, alias: str | None) -> tuple[httpx.Response, 
     return r, time.monotonic() - started
 
 
-@contextlib.contextmanager
-def frozen(registry: Registry) -> Iterator[int]:
-    """The registry hung: its processes stopped with SIGSTOP (the kernel still accepts
-    connections on its port, nothing answers), then resumed and healthy again, whatever
-    happened. Yields how many processes were frozen."""
-    assert registry.process is not None, "freeze a registry of the test's own"
-    pids = descendants(registry.process.pid)
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield len(pids)
-    finally:
-        for pid in reversed(pids):
-            os.kill(pid, signal.SIGCONT)
-        wait_until_healthy(registry.uri, timeout=60, process=registry.process)
-
-
-def descendants(pid: int) -> list[int]:
-    """pid and all its descendants, parents first (the mlflow CLI runs uvicorn as a child)."""
-    return [pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))]
-
-
 def check_outage(
     gw: GatewayProcess,
     predictor: Predictor,
@@ -209,17 +183,16 @@ def recover(gw: GatewayProcess, trained: TrainedVersions) -> None:
 
 def test_registry_stopped(
     gateway: GatewayProcess,
-    own_registry: Registry,
+    proxy: FaultProxy,
     trained: TrainedVersions,
     windows_and_expected: tuple[np.ndarray, np.ndarray],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     assert gateway.health()["model_version"] == trained.staging
     with predicting(gateway, *windows_and_expected) as predictor:
-        own_registry.stop()
         down = time.monotonic()
-        try:
-            assert not is_healthy(own_registry.uri), "the registry still answers: no outage"
+        with proxy.refusing():
+            assert not is_healthy(proxy.uri), "the registry still answers: no outage"
             # The default alias (its version is in memory), a version this gateway never
             # loaded, and an alias that does not exist: all need the registry first.
             figures = check_outage(
@@ -229,17 +202,13 @@ def test_registry_stopped(
                 "connection refused",
                 (None, "Production", "no-such-alias"),
             )
-        finally:
-            up_started = time.monotonic()
-            own_registry.start()  # waits until healthy
-            up = time.monotonic()
+        up = time.monotonic()
         during = predictor.between(down, up)
-    assert is_healthy(own_registry.uri)
+    assert is_healthy(proxy.uri)
     recover(gateway, trained)
     wrong = predictor.wrong(trained.staging)
     figures |= {
-        "outage_seconds": round(up - down, 1),  # until healthy again
-        "registry_restart_seconds": round(up - up_started, 1),
+        "outage_seconds": round(up - down, 1),
         "predictions": len(predictor.answers),
         "predictions_during_outage": len(during),
         "lost": len(wrong),
@@ -251,29 +220,27 @@ def test_registry_stopped(
 
 def test_registry_hung(
     gateway: GatewayProcess,
-    own_registry: Registry,
+    proxy: FaultProxy,
     trained: TrainedVersions,
     windows_and_expected: tuple[np.ndarray, np.ndarray],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """A frozen registry accepts connections and never answers: only the client's request
+    """A hung registry accepts connections and never answers: only the client's request
     timeout ends a reload, so this is the case the 0-retries / 10 s defaults are for."""
     assert gateway.health()["model_version"] == trained.staging
     with predicting(gateway, *windows_and_expected) as predictor:
         down = time.monotonic()
-        with frozen(own_registry) as n_frozen:
-            assert not is_healthy(own_registry.uri, timeout=1), "the registry still answers"
+        with proxy.hung():
+            assert not is_healthy(proxy.uri, timeout=1), "the registry still answers"
             # One reload: it waits out the 10 s request timeout.
             figures = check_outage(gateway, predictor, trained, "timed out", (None,))
-            up_started = time.monotonic()
         up = time.monotonic()
         during = predictor.between(down, up)
+    assert is_healthy(proxy.uri)
     recover(gateway, trained)
     wrong = predictor.wrong(trained.staging)
     figures |= {
         "outage_seconds": round(up - down, 1),
-        "registry_resume_seconds": round(up - up_started, 1),
-        "frozen_processes": n_frozen,
         "predictions": len(predictor.answers),
         "predictions_during_outage": len(during),
         "lost": len(wrong),
@@ -283,19 +250,19 @@ def test_registry_hung(
     assert len(during) >= MIN_DURING_OUTAGE
 
 
-def test_registry_hung_while_polling(own_registry: Registry, tmp_path: Path) -> None:
+def test_registry_hung_while_polling(proxy: FaultProxy, tmp_path: Path) -> None:
     """With polling on, a failed /reload must still be bounded by one request timeout.
     A short timeout and a poll every 50 ms keep this quick and a poll nearly always in flight
     (timeout / (timeout + interval) = 97.5% of the time); two reloads make missing it
     improbable (< 0.1%)."""
     timeout = 2.0
     env = {
-        "MLFLOW_TRACKING_URI": own_registry.uri,
+        "MLFLOW_TRACKING_URI": proxy.uri,
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(timeout)),
         "MODEL_POLL_INTERVAL": "0.05",
     }
-    with run_gateway(env, tmp_path) as gw, frozen(own_registry):
+    with run_gateway(env, tmp_path) as gw, proxy.hung():
         times = []
         for _ in range(2):
             r, elapsed = post_reload(gw, None)
