@@ -5,9 +5,6 @@ record their data and period, `evaluate` scores only windows after it, `promote`
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +20,10 @@ from model_wrapper.synthetic import synthetic_candles
 from model_wrapper.training import TrainConfig, train_and_register
 from tests.helpers import Outcome, Registry
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 NAME = "BTC_LSTM_evidence"
 ROWS, TRAIN_ROWS = 1000, 700
 CONFIG = TrainConfig(epochs=20)  # converged enough that the good one earns its alias
+BAD_CONFIG = TrainConfig(epochs=1)  # its MAE is ~2.7x persistence's whatever the epochs (1 to 20)
 METRICS = {
     "n_windows",
     "mae",
@@ -103,21 +99,9 @@ def evidence(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Ev
     full = write_yahoo_csv(candles, folder / "BTC-USD.csv")
     part = write_yahoo_csv(candles.iloc[:TRAIN_ROWS], folder / "BTC-USD-until-2020-11.csv")
     good = train_and_register(load_data(str(part)), CONFIG, NAME, alias=None)
-    bad = train_and_register(
-        DataSource("steady climb", drifting_candles(400, "2017-01-01")), CONFIG, NAME, alias=None
-    )
+    climb = DataSource("steady climb", drifting_candles(400, "2017-01-01"))
+    bad = train_and_register(climb, BAD_CONFIG, NAME, alias=None)
     return Evidence(full, part, good.version, bad.version)
-
-
-def mlflow_run(entry_point: str, registry: Registry, **params: str) -> None:
-    command = [str(Path(sys.executable).with_name("mlflow")), "run", str(ROOT), "-e", entry_point]
-    command += ["--env-manager", "local", "--experiment-name", "btc-lstm"]
-    for key, value in params.items():
-        command += ["-P", f"{key}={value}"]
-    # In-process training set MLflow's experiment variables; the CLI's option must rule.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_EXPERIMENT")}
-    env |= {"MLFLOW_TRACKING_URI": registry.uri, "PATH": VENV_PATH}
-    subprocess.run(command, env=env, check=True, cwd=ROOT, timeout=600)
 
 
 def test_a_version_records_its_data_and_period(evidence: Evidence) -> None:
@@ -135,11 +119,12 @@ def test_a_version_records_its_data_and_period(evidence: Evidence) -> None:
 
 
 def test_evaluate_scores_only_windows_after_the_training_period(
-    evidence: Evidence, registry: Registry, tmp_path: Path
+    evidence: Evidence, run_cli: Callable[..., Outcome], tmp_path: Path
 ) -> None:
     client = MlflowClient()
     uri = f"models:/{NAME}/{evidence.good}"
-    mlflow_run("evaluate", registry, model=uri, data=str(evidence.full_csv))
+    result = run_cli("scripts.evaluate", "--model", uri, "--data", str(evidence.full_csv))
+    assert result.returncode == 0, result.stderr
     (run,) = client.search_runs(
         [client.get_experiment_by_name("btc-lstm").experiment_id],
         f"tags.run_kind = 'evaluation' and tags.model_version = '{evidence.good}'",
@@ -237,8 +222,8 @@ def test_backtest_refits_before_every_period(
     evidence: Evidence, run_cli: Callable[..., Outcome]
 ) -> None:
     """The backtest command line in this process (TensorFlow is loaded once; `mlflow run`
-    itself is tested with `evaluate` above, and every entry point's command against its
-    script in tests/test_project_files.py)."""
+    itself is tested with `train` and `serve_pyfunc` in tests/test_tracking.py, and every entry
+    point's command against its script in tests/test_project_files.py)."""
     client = MlflowClient()
     candles = load_data(str(evidence.full_csv)).candles
     start = candles.index[ROWS - 120]

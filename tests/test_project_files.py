@@ -79,7 +79,7 @@ def test_each_entry_points_command_is_what_its_script_takes(
 ) -> None:
     """`mlflow run -e X` runs the command with the parameters put in: every parameter is used,
     every placeholder is a parameter, and the module's own parser (its --help) knows every
-    option. (`mlflow run` itself runs in tests/test_tracking.py and tests/test_evidence.py.)"""
+    option. (`mlflow run` itself runs in tests/test_tracking.py.)"""
     spec = MLPROJECT[entry_point]
     command = spec["command"]
     assert set(re.findall(r"\{(\w+)\}", command)) == set(spec.get("parameters", {}))
