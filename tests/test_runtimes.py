@@ -1,6 +1,6 @@
 """Which runtime serves the network: each one the wrapper may pick equals the TensorFlow graph
 within 1e-5 on real windows, and when one fails to convert or disagrees, the next one serves.
-(NumPy on what this project trains, ensembles included: tests/test_training.py.)"""
+(NumPy on a trained ensemble: tests/test_training.py.)"""
 
 from __future__ import annotations
 
@@ -61,6 +61,16 @@ def test_numpy_serves_what_the_project_trains(network: Any, x: np.ndarray) -> No
     infer, runtime = pyfunc._compile(network, SEQ_LEN, N_FEATURES)
     assert runtime == "numpy"
     assert_serves_like_the_graph(infer, network, x)
+
+
+def test_numpy_declines_a_network_it_does_not_know() -> None:
+    """Its forward pass is hand-written for this project's layers; any other network is left to
+    XLA or the graph (which `no_numpy_forward` stands in for below)."""
+    import keras
+
+    other = keras.Sequential([keras.Input((12, 18)), keras.layers.GRU(8), keras.layers.Dense(3)])
+    assert pyfunc.numpy_forward(other) is None
+    assert pyfunc.verified_numpy_weights(other, 12, 18) is None
 
 
 def test_a_numpy_forward_that_disagrees_is_not_served(
