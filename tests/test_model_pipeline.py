@@ -1,13 +1,10 @@
 """The registered model, end to end against a real `mlflow server`: registry load, the
-wrapper's checks, `mlflow run . -e train`, promotion (`mlflow models serve` and every input
-form: tests/test_input_contract.py)."""
+wrapper's checks, promotion. (`mlflow run . -e train`: tests/test_tracking.py; `mlflow models
+serve` and every input form: tests/test_input_contract.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,10 +19,6 @@ from model_wrapper.publish import promote, set_alias
 from model_wrapper.pyfunc import LOWER, OUTPUT_COLUMNS, POINT, UPPER, input_contract
 from model_wrapper.synthetic import synthetic_candles
 from tests.helpers import MODEL_NAME, SEQ_LEN, Outcome, TrainedVersions
-
-ROOT = Path(__file__).resolve().parents[1]
-# `mlflow models serve` starts `uvicorn` by name: the venv's bin must be on PATH.
-VENV_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 def windows(n: int, seed: int = 100) -> np.ndarray:
@@ -134,16 +127,13 @@ def test_promote_copies_an_alias_and_set_alias_moves_it(
     assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.staging
     set_alias(MODEL_NAME, "canary", trained.production)
     assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.production
-    # The CLI moves it only on evidence; without data, only when forced, and says so. The
-    # refusal from a real process (exit status, no traceback); the forced move in this one.
-    command = ["-m", "scripts.promote", "--from-alias", "staging", "--to-alias", "canary"]
-    refused = subprocess.run(
-        [sys.executable, *command], cwd=ROOT, timeout=120, capture_output=True, text=True
-    )
+    # The CLI moves it only on evidence; without data, only when forced, and says so.
+    command = ["scripts.promote", "--from-alias", "staging", "--to-alias", "canary"]
+    refused = run_cli(*command)
     assert refused.returncode == 2
     assert "promote needs --data" in refused.stderr and "Traceback" not in refused.stderr
     assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.production
-    forced = run_cli(*command[1:], "--force", "true")
+    forced = run_cli(*command, "--force", "true")
     assert forced.returncode == 0, forced.stderr
     version = client.get_model_version_by_alias(MODEL_NAME, "canary")
     assert version.version == trained.staging
