@@ -15,26 +15,16 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
 
-from model_wrapper.training import TrainConfig
-from scripts.local_registry import start_mlflow_server, wait_until_healthy
-from tests.helpers import (
-    MODEL_NAME,
-    N_CANDLES,
-    SEQ_LEN,
-    BadVersions,
-    LiveGateway,
-    Outcome,
-    Registry,
-    TrainedVersions,
-    free_port,
-    run_gateway,
-    train_behind,
-)
+if TYPE_CHECKING:
+    from tests.helpers import BadVersions, LiveGateway, Outcome, Registry, TrainedVersions
+
+# Fixtures import tests.helpers (and with it MLflow, pandas, the wrapper) when they run: the
+# pytest-xdist controller loads this file too, and it runs no test.
 
 # `make test` gives each pytest-xdist worker whole files, in this order first (then the rest as
 # collected): the longest files, which start gateways, registries and `mlflow run` of their own.
@@ -122,6 +112,9 @@ def registry() -> Registry:
     aliases of their own); one that needs it stopped or hung uses a fault proxy in front."""
     import mlflow
 
+    from scripts.local_registry import free_port, start_mlflow_server, wait_until_healthy
+    from tests.helpers import Registry
+
     def start() -> dict[str, Any]:
         port, data_dir = free_port(), Path(os.environ[SHARED_DIR]) / "mlflow"
         process = start_mlflow_server(data_dir, "127.0.0.1", port, data_dir / "server.log")
@@ -141,6 +134,8 @@ def trained(registry: Registry) -> TrainedVersions:
     """v1 behind staging and v2 behind Production, trained on different data so that they
     answer differently."""
     from model_wrapper.synthetic import synthetic_candles
+    from model_wrapper.training import TrainConfig
+    from tests.helpers import N_CANDLES, SEQ_LEN, TrainedVersions, train_behind
 
     def train() -> dict[str, Any]:
         config = TrainConfig(seq_len=SEQ_LEN, epochs=1)
@@ -171,6 +166,8 @@ mlflow.models.set_model(Broken())
 @pytest.fixture(scope="session")
 def bad_versions(registry: Registry, trained: TrainedVersions) -> BadVersions:
     """Versions a gateway must refuse: one that cannot load, one trained for another T."""
+    from model_wrapper.training import TrainConfig
+    from tests.helpers import MODEL_NAME, N_CANDLES, SEQ_LEN, BadVersions, train_behind
 
     def register() -> dict[str, Any]:
         import mlflow
@@ -203,10 +200,11 @@ def bad_versions(registry: Registry, trained: TrainedVersions) -> BadVersions:
 def live_gateway(
     registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveGateway]:
-    """The one shared real gateway: `python -m gateway` serving @staging from the real registry
-    with TensorFlow, an admin token, signed callbacks, JSON logs and the prediction log
-    on. A test that
+    """The worker's real gateway: `python -m gateway` serving @staging from the real registry,
+    with an admin token, signed callbacks, JSON logs and the prediction log on. A test that
     moves its alias puts it back; hot swaps and outages start gateways of their own."""
+    from tests.helpers import LiveGateway, run_gateway
+
     log_dir = tmp_path_factory.mktemp("live-gateway")
     env = {
         "MLFLOW_TRACKING_URI": registry.uri,
@@ -230,6 +228,7 @@ def swappable_gateway(live_gateway: LiveGateway) -> Iterator[LiveGateway]:
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Outcome]:
     """A script's main() in this process (TensorFlow is loaded once), as the shell runs it."""
+    from tests.helpers import Outcome
 
     def run(module: str, *args: str) -> Outcome:
         main = importlib.import_module(module).main
