@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Let Python cache bytecode even where the environment says not to: `make test` starts some 30
+# Python processes, and without the caches each one recompiles this repository's modules and
+# pytest rewrites the asserts of its plugins' ~300 modules again in every worker.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install run test coverage lint bench fuzz soak clean
 

@@ -49,7 +49,7 @@ RELOAD_BOUND = 15.0  # seconds a failed /reload may take: the 10 s request timeo
 # with the default interval whether one is in flight would be chance.
 NO_POLLING = {"MODEL_POLL_INTERVAL": "0"}
 PREDICTOR_THREADS = 2
-PREDICT_PAUSE = 0.01  # seconds each predictor thread waits between requests (a load shape)
+PREDICT_PAUSE = 0.04  # seconds each predictor thread waits between requests (~40 a second)
 MIN_DURING_OUTAGE = 50  # predictions that must have been answered while the registry was out
 
 
