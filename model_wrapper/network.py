@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 # point forecast (it minimises absolute error, the metric that matters in USD), the outer two
 # bound the 80% interval.
 QUANTILES = (0.1, 0.5, 0.9)
+# Fits of at most this many steps (epochs x batches) run eagerly: tracing the train and test
+# steps into graphs costs a fixed few CPU-seconds, more than such a fit takes step by step (a
+# smoke run, a test's tiny model). Longer fits run as graphs, much faster per step.
+EAGER_MAX_STEPS = 16
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ def fit_network(
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True
     )
+    network.run_eagerly = runs_eagerly(len(train[0]), epochs, batch_size)
     callbacks: list[Any] = [stopper]
     if on_epoch_end is not None:
         callbacks.append(
@@ -100,6 +105,11 @@ def fit_network(
         best_epoch=int(np.argmin(val)) if val else 0,
         stopped_epoch=len(val) - 1,
     )
+
+
+def runs_eagerly(n_samples: int, epochs: int, batch_size: int) -> bool:
+    """Whether a fit of n_samples for epochs runs eagerly (see EAGER_MAX_STEPS)."""
+    return epochs * -(-n_samples // batch_size) <= EAGER_MAX_STEPS
 
 
 def run_network(network: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:

@@ -58,3 +58,14 @@ def test_numpy_serves_an_ensemble_as_the_tensorflow_graph_does(
     expected = np.asarray(ensemble.network(x, training=False))
     np.testing.assert_allclose(infer(x), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(infer(x[:1]), expected[:1], rtol=1e-5, atol=1e-6)
+
+
+def test_short_fits_run_eagerly_and_long_ones_as_graphs(ensemble: Fitted) -> None:
+    from model_wrapper.network import EAGER_MAX_STEPS, runs_eagerly
+
+    assert runs_eagerly(300, 1, 64) and runs_eagerly(64 * EAGER_MAX_STEPS, 1, 64)
+    assert not runs_eagerly(64 * EAGER_MAX_STEPS + 1, 1, 64)
+    assert not runs_eagerly(3000, 30, 64)  # a real training
+    # The ensemble above was fitted eagerly: its losses are real numbers.
+    for history in ensemble.history:
+        assert np.isfinite(history.losses["loss"]).all()
