@@ -202,7 +202,8 @@ def test_client_text_cannot_forge_or_colour_log_lines(gateway: GatewayProcess) -
     paths = ["/health%0d%0a" + forged.replace(" ", "%20"), "/x%1b[2Jy", "/nul%00byte"]
     for path in paths:
         httpx.get(gateway.url + path)
-    # A callback URL with a terminal escape in its host: aiohttp refuses it, quoting the URL.
+    # A callback URL with a terminal escape in its host: the lookup fails, and aiohttp's error
+    # quotes the host, escape included; delivery retries until its budget is spent.
     r = httpx.post(
         f"{gateway.url}/predict",
         json={"X": WINDOW, "callback_url": "http://a\x1bb.example/x"},
@@ -294,7 +295,7 @@ def test_callback_url_secrets_never_come_back(gateway: GatewayProcess) -> None:
             receiver.url.replace("http://", f"http://user:{SECRET}@") + f"?token={SECRET}",
             # nothing listening
             f"http://user:{SECRET}@127.0.0.1:{free_port()}/hook?token={SECRET}",
-            # a URL aiohttp refuses, quoting it whole in its error
+            # a host that resolves nowhere: aiohttp's error quotes it (a terminal escape here)
             f"http://a\x1bb.example/hook?token={SECRET}",
             # a receiver that answers garbage: aiohttp's error quotes the URL with its query
             f"http://user:{SECRET}@127.0.0.1:{garbage_port}/hook?token={SECRET}",
