@@ -28,17 +28,19 @@ if TYPE_CHECKING:
 
 # `make test` gives each pytest-xdist worker whole files, in this order first (then the rest as
 # collected): the longest files, which start gateways, registries and `mlflow run` of their own.
-# Started last, one of them would leave the other worker idle at the end.
+# Started last, one of them would leave the other workers idle at the end. The first three run
+# while the shared registry and models are made: one makes them (test_gateway_api.py), one needs
+# only the registry, one needs neither.
 LONGEST_FIRST = (
-    "test_evidence.py",
     "test_gateway_api.py",
+    "test_evidence.py",
+    "test_postgres_registry.py",
     "test_registry_outage.py",
     "test_request_hygiene.py",
     "test_tracking.py",
     "test_hot_swap.py",
     "test_input_contract.py",
     "test_replicas.py",
-    "test_postgres_registry.py",
     "test_reload_memory.py",
     "test_steady_resources.py",
     "test_fuzz.py",
