@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
-from collections.abc import Coroutine, Iterator
-from types import TracebackType
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from scripts.local_registry import free_port
+from tests.loop_thread import LoopThread
 
 CHUNK = 1 << 16
 
@@ -35,39 +34,30 @@ class FaultProxy:
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self._start_refusing = refusing
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._loop_thread: LoopThread | None = None
         self._server: asyncio.Server | None = None
         self._flowing = asyncio.Event()  # set: forwarding; clear: hung (or refusing)
         self._open: set[asyncio.StreamWriter] = set()
 
     def __enter__(self) -> FaultProxy:
-        self._thread.start()
+        self._loop_thread = LoopThread()
         if not self._start_refusing:
             self.forward()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            self._call(self._close())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._loop.close()
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._loop_thread is not None
+        self._loop_thread.close(self._close())
+        self._loop_thread = None
 
     def forward(self) -> None:
-        self._call(self._forward())
+        self._on_loop(self._forward)
 
     def refuse(self) -> None:
-        self._call(self._refuse())
+        self._on_loop(self._refuse)
 
     def hang(self) -> None:
-        self._call(self._hang())
+        self._on_loop(self._hang)
 
     @contextlib.contextmanager
     def refusing(self) -> Iterator[None]:
@@ -88,8 +78,9 @@ class FaultProxy:
         finally:
             self.forward()
 
-    def _call(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+    def _on_loop(self, step: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        assert self._loop_thread is not None, "use the proxy in a `with` block"
+        self._loop_thread.call(step())
 
     # On the proxy's loop.
 

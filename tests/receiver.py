@@ -9,13 +9,14 @@ One class, two ways to run it:
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import NamedTuple
 
 from aiohttp import web
+
+from tests.loop_thread import LoopThread
 
 
 class Received(NamedTuple):
@@ -38,8 +39,7 @@ class Receiver:
     url: str = ""
     released: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = field(default=None, repr=False)
-    _thread_loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
+    _loop_thread: LoopThread | None = field(default=None, repr=False)
 
     async def respond(self, request: web.Request) -> web.StreamResponse:
         """The answer to a request already recorded; a test may override it."""
@@ -82,37 +82,18 @@ class Receiver:
     # In a thread of its own.
 
     def __enter__(self) -> Receiver:
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, daemon=True)
-        thread.start()
-        self._thread_loop, self._thread = loop, thread
+        self._loop_thread = LoopThread()
         try:
-            asyncio.run_coroutine_threadsafe(self.__aenter__(), loop).result(10)
+            self._loop_thread.call(self.__aenter__())
         except BaseException:
-            self._stop_thread()
+            self._loop_thread.stop()
             raise
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._thread_loop is not None
-        try:
-            asyncio.run_coroutine_threadsafe(
-                self.__aexit__(None, None, None), self._thread_loop
-            ).result(10)
-        finally:
-            self._stop_thread()
-
-    def _stop_thread(self) -> None:
-        assert self._thread_loop is not None and self._thread is not None
-        self._thread_loop.call_soon_threadsafe(self._thread_loop.stop)
-        self._thread.join(10)
-        self._thread_loop.close()
-        self._thread_loop = self._thread = None
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._loop_thread is not None
+        self._loop_thread.close(self.__aexit__(None, None, None))
+        self._loop_thread = None
 
 
 def run_receiver(mode: str = "ok", delay: float = 0.0) -> Receiver:
