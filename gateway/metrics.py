@@ -8,7 +8,10 @@ over all of them (prometheus-client's multiprocess mode).
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,7 +21,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -108,6 +113,23 @@ class Metrics:
     def render(self) -> bytes:
         if self._multiprocess_dir:
             registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+            registry.register(SizedFilesCollector(self._multiprocess_dir))
             return generate_latest(registry)
         return generate_latest(self._registry)
+
+
+class SizedFilesCollector(Collector):
+    """prometheus-client's MultiProcessCollector, minus the files a starting worker has created
+    but not yet sized: reading one raises struct.error, which made /metrics a 500 while a worker
+    started. Such a file holds no sample yet, so nothing is left out."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            with contextlib.suppress(OSError):  # a dead worker's file, removed meanwhile
+                if os.path.getsize(path) > 0:
+                    files.append(path)
+        return MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-any-return,no-untyped-call]
