@@ -3,6 +3,7 @@ module stays cheap for code that only needs the rest of the package."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -109,7 +110,7 @@ def fit_network(
 
 def runs_eagerly(n_samples: int, epochs: int, batch_size: int) -> bool:
     """Whether a fit of n_samples for epochs runs eagerly (see EAGER_MAX_STEPS)."""
-    return epochs * -(-n_samples // batch_size) <= EAGER_MAX_STEPS
+    return epochs * math.ceil(n_samples / batch_size) <= EAGER_MAX_STEPS
 
 
 def run_network(network: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
