@@ -1,7 +1,7 @@
 """A TCP proxy in front of the run's real `mlflow server`, for outage tests: it forwards, refuses
 or hangs, which is how a stopped or a frozen server looks from its clients, without stopping the
-server the other workers' tests share (and without starting a registry of one's own: about 8
-CPU-seconds each, on a 2-core machine).
+server the other workers' tests share (and without the cost of starting a registry of one's
+own).
 
 - refusing: nothing listens on the port (connection refused), and the connections that were
   open are reset, as when the server process dies;
@@ -84,14 +84,16 @@ class FaultProxy:
 
     # On the proxy's loop.
 
-    async def _forward(self) -> None:
+    async def _listen(self) -> None:
         if self._server is None:
             self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def _forward(self) -> None:
+        await self._listen()
         self._flowing.set()
 
     async def _hang(self) -> None:
-        if self._server is None:
-            self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        await self._listen()
         self._flowing.clear()
 
     async def _refuse(self) -> None:
