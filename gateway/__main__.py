@@ -16,7 +16,8 @@ from typing import Any
 import uvicorn
 
 from gateway.app import create_app
-from gateway.http_limits import HttpLimits, protocol_with
+from gateway.http_limits import PROBE_MAX_CONNECTIONS, HttpLimits, protocol_with
+from gateway.metrics import Metrics
 from gateway.process import prepare_process
 from gateway.settings import Settings, SettingsError
 
@@ -43,16 +44,24 @@ def main(argv: list[str] | None = None) -> None:
     # handlers it found: make those a clean exit, so a graceful stop exits 0 (no traceback).
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
-    uvicorn.run(
-        **server_options(settings, args.log_level),
-        app=create_app(settings),
+    metrics = Metrics()
+    config = uvicorn.Config(
+        create_app(settings, metrics=metrics),
         host=args.host,
         port=args.port,
+        **server_options(settings, metrics, args.log_level),
     )
+    sockets = [config.bind_socket()]
+    if settings.probe_port is not None:
+        # The probes' listener: the same server and app, its own connections (http_limits).
+        probes = uvicorn.Config(config.app, host=args.host, port=settings.probe_port)
+        sockets.append(probes.bind_socket())
+    uvicorn.Server(config).run(sockets=sockets)
 
 
-def server_options(settings: Settings, log_level: str = "info") -> dict[str, Any]:
-    """uvicorn's options for a gateway (tests run their in-process servers with the same)."""
+def server_options(settings: Settings, metrics: Metrics, log_level: str = "info") -> dict[str, Any]:
+    """uvicorn's options for a gateway whose app reports to `metrics` (tests run their
+    in-process servers with the same)."""
     return {
         "log_level": log_level,
         "log_config": None,  # keep the handlers configure_logging installed (JSON or text)
@@ -62,9 +71,14 @@ def server_options(settings: Settings, log_level: str = "info") -> dict[str, Any
             HttpLimits(
                 idle_timeout=settings.http_idle_timeout,
                 read_timeout=settings.http_read_timeout,
+                write_timeout=settings.http_write_timeout,
                 max_header_bytes=settings.http_max_header_bytes,
                 max_connections=settings.http_max_connections,
-            )
+                max_pipeline=settings.http_max_pipeline,
+                probe_port=settings.probe_port,
+            ),
+            metrics,
+            settings.access_log,
         ),
         # uvicorn's keep-alive timer, which the protocol also arms for a new connection.
         "timeout_keep_alive": settings.http_idle_timeout,
@@ -75,11 +89,13 @@ def _warn_if_files_run_short(settings: Settings) -> None:
     # Client connections, callback connections and the process's own files share one limit:
     # if it is lower than the caps allow, the process fails before the caps protect it.
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = settings.http_max_connections + settings.callback_max_connections + 64
+    probes = PROBE_MAX_CONNECTIONS if settings.probe_port is not None else 0
+    needed = settings.http_max_connections + settings.callback_max_connections + probes + 64
     if soft != resource.RLIM_INFINITY and soft < needed:
         logging.getLogger("gateway").warning(
             "the open-file limit (%d) is lower than HTTP_MAX_CONNECTIONS + "
-            "CALLBACK_MAX_CONNECTIONS + 64 (%d): lower HTTP_MAX_CONNECTIONS or raise ulimit -n",
+            "CALLBACK_MAX_CONNECTIONS + the probe listener's + 64 (%d): lower "
+            "HTTP_MAX_CONNECTIONS or raise ulimit -n",
             soft,
             needed,
         )

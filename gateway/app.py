@@ -49,6 +49,9 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lambda app: lifespan(settings, metrics, source, in_flight),
     )
+    # Starlette's slash redirect builds its Location from the client's Host header: the routes'
+    # 404 handler redirects with a relative one instead.
+    app.router.redirect_slashes = False
     # Outermost, so that every answer (errors included) is counted, logged and carries its id.
     app.add_middleware(
         RequestLog,
@@ -75,6 +78,7 @@ async def lifespan(
                 max_bytes=settings.prediction_log_max_bytes,
                 backups=settings.prediction_log_backups,
                 include_inputs=settings.prediction_log_inputs,
+                mode=settings.prediction_log_mode,
             )
             prediction_log.start()
             stack.push_async_callback(asyncio.to_thread, prediction_log.close)

@@ -29,7 +29,13 @@ from gateway.served_model import Forecast, ServedModel
 log = logging.getLogger("gateway.batcher")
 
 Prediction = tuple[Forecast, ServedModel]
-_Item = tuple[np.ndarray, "asyncio.Future[Prediction]"]
+# A window, the future its request awaits, and whether its client has gone (None: unknown).
+_Item = tuple[np.ndarray, "asyncio.Future[Prediction]", Callable[[], bool] | None]
+
+
+class ClientLeft(Exception):
+    """The request's client went away before its window reached the model: nothing was run."""
+
 
 # A model's one-window cost is a moving average of the process CPU time its calls take: all
 # threads', so that a runtime that works on a pool of its own (TensorFlow's) is not taken for
@@ -83,13 +89,18 @@ class Batcher:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
         while not self._queue.empty():
-            _, fut = self._queue.get_nowait()
+            _, fut, _ = self._queue.get_nowait()
             if not fut.done():
                 fut.set_exception(ModelNotLoaded())
         self._executor.shutdown(wait=True)
 
-    async def predict(self, window: np.ndarray) -> Prediction:
-        """The next close for one checked [T, F] float64 window, and the model that gave it."""
+    async def predict(
+        self, window: np.ndarray, client_gone: Callable[[], bool] | None = None
+    ) -> Prediction:
+        """The next close for one checked [T, F] float64 window, and the model that gave it.
+
+        `client_gone` tells whether the request's client has left: a window still queued then
+        is dropped before it costs model time, and the call raises ClientLeft."""
         model = self._current_model()
         if model is None:
             raise ModelNotLoaded()
@@ -103,7 +114,7 @@ class Batcher:
         if model is None:
             raise ModelNotLoaded()
         fut: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((window, fut))
+        self._queue.put_nowait((window, fut, client_gone))
         return await fut
 
     def _may_inline(self, model: ServedModel) -> bool:
@@ -157,18 +168,28 @@ class Batcher:
                     await self._fill(batch)
                 while len(batch) < self._max_batch_size and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
-                # Requests whose client went away are dropped before they cost model time.
-                batch = [item for item in batch if not item[1].done()]
+                batch = [item for item in batch if self._still_wanted(item)]
                 if batch:
                     try:
                         await self._run_batch(batch)
                     except Exception:  # never let one batch kill the worker
                         log.exception("batch of %d failed unexpectedly", len(batch))
-                        for _, fut in batch:
+                        for _, fut, _ in batch:
                             if not fut.done():
                                 fut.set_exception(PredictFailed("internal error while predicting"))
             finally:
                 self._busy = False
+
+    @staticmethod
+    def _still_wanted(item: _Item) -> bool:
+        """False for a request already answered or whose client went away (told so)."""
+        _, fut, gone = item
+        if fut.done():
+            return False
+        if gone is not None and gone():
+            fut.set_exception(ClientLeft())
+            return False
+        return True
 
     async def _fill(self, batch: list[_Item]) -> None:
         loop = asyncio.get_running_loop()
@@ -185,12 +206,12 @@ class Batcher:
     async def _run_batch(self, batch: list[_Item]) -> None:
         model = self._current_model()
         if model is None:
-            for _, fut in batch:
+            for _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(ModelNotLoaded())
             return
         loop = asyncio.get_running_loop()
-        x = np.stack([window for window, _ in batch])
+        x = np.stack([window for window, _, _ in batch])
         self._metrics.batch_size.observe(len(batch))
         try:
             out, seconds = await loop.run_in_executor(self._executor, _timed, model.predict, x)
@@ -204,7 +225,7 @@ class Batcher:
             return
         if len(batch) == 1:
             self._record_cost(model, seconds)
-        for (_, fut), answer in zip(batch, self._answers(model, out, len(batch)), strict=True):
+        for (_, fut, _), answer in zip(batch, self._answers(model, out, len(batch)), strict=True):
             if isinstance(answer, GatewayError):
                 _resolve(fut, exception=answer)
             else:

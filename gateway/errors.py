@@ -58,6 +58,24 @@ class Unauthorized(GatewayError):
         )
 
 
+class CrossSiteRefused(GatewayError):
+    """A browser request from another site (gateway/cross_site.py): 403."""
+
+    status_code = 403
+
+    def __init__(self, prefix: str, reason: str) -> None:
+        super().__init__(prefix + reason)
+
+
+class UnsupportedMediaType(GatewayError):
+    """A POST body not declared JSON (gateway/cross_site.py): 415."""
+
+    status_code = 415
+
+    def __init__(self, prefix: str, reason: str) -> None:
+        super().__init__(prefix + reason)
+
+
 class BodyTooLarge(GatewayError):
     status_code = 413
 

@@ -55,6 +55,11 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.connections_closed = counter(
+            "gateway_connections_closed",
+            "Connections the gateway refused or cut off, by reason",
+            "reason",
+        )
         # The model thread and the batcher's queue.
         self.predictions = counter("gateway_predictions", "Windows the model answered")
         self.batch_size = Histogram(
@@ -105,8 +110,13 @@ class Metrics:
         self._served: tuple[str, str] | None = None
 
     def served(self, alias: str, version: str) -> None:
+        """`gateway_model_info` names the served (alias, version) alone: the series of what is
+        no longer served goes (in multiprocess mode its file keeps a 0, which /metrics skips)."""
+        if self._served == (alias, version):
+            return
         if self._served is not None:
             self.model_info.labels(*self._served).set(0)
+            self.model_info.remove(*self._served)
         self._served = (alias, version)
         self.model_info.labels(alias, version).set(1)
 
@@ -120,8 +130,8 @@ class Metrics:
 
 class SizedFilesCollector(Collector):
     """prometheus-client's MultiProcessCollector, minus the files a starting worker has created
-    but not yet sized: reading one raises struct.error, which made /metrics a 500 while a worker
-    started. Such a file holds no sample yet, so nothing is left out."""
+    but not yet sized (reading one raises struct.error, which made /metrics a 500 while a worker
+    started; such a file holds no sample yet) and the model-info series no longer served."""
 
     def __init__(self, path: str) -> None:
         self._path = path
@@ -132,4 +142,9 @@ class SizedFilesCollector(Collector):
             with contextlib.suppress(OSError):  # a dead worker's file, removed meanwhile
                 if os.path.getsize(path) > 0:
                     files.append(path)
-        return MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-any-return,no-untyped-call]
+        metrics: list[Metric] = list(MultiProcessCollector.merge(files, accumulate=True))  # type: ignore[no-untyped-call]
+        for metric in metrics:
+            if metric.name == "gateway_model_info":
+                # A worker's file keeps every series it ever served, at 0 once it stopped.
+                metric.samples = [s for s in metric.samples if s.value != 0]
+        return metrics

@@ -13,18 +13,22 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from starlette.datastructures import Headers
 
 from gateway.contract import WindowContract, shape_contract
+from gateway.cross_site import media_type_refusal, origin_refusal
 from gateway.errors import (
     PREDICT_PREFIX,
     RELOAD_PREFIX,
     BodyTooLarge,
+    CrossSiteRefused,
     GatewayError,
     ModelNotLoaded,
     PredictFailed,
     ReloadFailed,
     ReloadRejected,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from gateway.openapi_schemas import (
     CALLBACK_EXAMPLE,
@@ -57,6 +61,22 @@ def _error(example: GatewayError, description: str) -> dict[str, Any]:
                 "example": {"detail": example.detail},
             }
         },
+    }
+
+
+def _cross_site(prefix: str) -> dict[str, dict[str, Any]]:
+    """The 403 and 415 a POST route gives a browser request from another site."""
+    form = Headers({"content-type": "application/x-www-form-urlencoded"})
+    foreign = Headers({"origin": "https://elsewhere.example", "host": "gateway.example"})
+    return {
+        "403": _error(
+            CrossSiteRefused(prefix, origin_refusal(foreign, "http", frozenset()) or ""),
+            "A browser request from another origin (ALLOWED_ORIGINS lists others to serve)",
+        ),
+        "415": _error(
+            UnsupportedMediaType(prefix, media_type_refusal(form) or ""),
+            "A body declared as something other than JSON",
+        ),
     }
 
 
@@ -154,6 +174,7 @@ def openapi_document(settings: Settings, contract: WindowContract | None = None)
                             Unauthorized(),
                             "Missing or wrong bearer token (only when GATEWAY_ADMIN_TOKEN is set)",
                         ),
+                        **_cross_site(RELOAD_PREFIX),
                         "413": _error(
                             BodyTooLarge(RELOAD_PREFIX, limit, _TOO_LARGE), "Body too large"
                         ),
@@ -162,7 +183,9 @@ def openapi_document(settings: Settings, contract: WindowContract | None = None)
                                 f"alias 'Production' of model '{settings.registered_model_name}' "
                                 "not found in the registry"
                             ),
-                            "Reload failed",
+                            "Reload failed (the alias is unknown, the registry unreachable, the "
+                            "version unservable, or two reloads are under way already); the "
+                            "model served before goes on serving",
                         ),
                     },
                 }
@@ -188,6 +211,7 @@ def openapi_document(settings: Settings, contract: WindowContract | None = None)
                             ),
                             "Invalid input",
                         ),
+                        **_cross_site(PREDICT_PREFIX),
                         "413": _error(
                             BodyTooLarge(PREDICT_PREFIX, limit, _TOO_LARGE), "Body too large"
                         ),

@@ -98,8 +98,11 @@ def component_schemas(settings: Settings, contract: WindowContract) -> dict[str,
             "properties": {
                 "alias": {
                     "type": ["string", "null"],
-                    "pattern": "\\S",
-                    "description": "alias to serve; absent or null: MODEL_ALIAS",
+                    # gateway/aliases.py, in ECMA-262 (ASCII here: the gateway also takes other
+                    # letters MLflow accepts): a name, not `latest` in any casing, not v<N>.
+                    "pattern": "^(?![Ll][Aa][Tt][Ee][Ss][Tt]$)(?![vV][0-9]+$)[A-Za-z0-9_-]{1,255}$",
+                    "description": "alias to serve (an MLflow alias name; never `latest` or "
+                    "v<N>); absent or null: MODEL_ALIAS",
                 }
             },
         },

@@ -46,15 +46,16 @@ class RotatingLineFile:
     and a short write is cut back off.
     """
 
-    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, backups: int, mode: int = 0o600) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.backups = backups
+        self.mode = mode  # of each new file: the log holds clients' forecasts, private by default
         self._fd: int | None = None
 
     def write(self, line: bytes) -> None:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.mode)
         # The size is read each time (not tracked): a copy-truncate by an outside tool is seen.
         size = os.fstat(self._fd).st_size
         if size and size + len(line) > self.max_bytes:
@@ -89,10 +90,11 @@ class PredictionLog:
         backups: int,
         include_inputs: bool = False,
         queue_size: int = QUEUE_SIZE,
+        mode: int = 0o600,
     ) -> None:
         self.path = path
         self.include_inputs = include_inputs
-        self._file = RotatingLineFile(path, max_bytes, backups)
+        self._file = RotatingLineFile(path, max_bytes, backups, mode)
         self._queue: queue.Queue[_Entry | None] = queue.Queue(queue_size)
         self._written = metrics.prediction_log_lines
         self._dropped_full_queue = metrics.prediction_log_dropped.labels("queue_full")

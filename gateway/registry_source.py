@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from gateway.aliases import shown
 from gateway.contract import WindowContract, read_contract, serving
 from gateway.errors import ReloadFailed
 from gateway.redact import redact_url, scrub
@@ -54,7 +55,9 @@ class RegistrySource:
         self._cache_dir = cache_dir
 
     def resolve(self, alias: str) -> str:
-        """The version `alias` points at now, or ReloadFailed."""
+        """The version `alias` points at now, or ReloadFailed. Only a real alias of the model
+        resolves: MLflow would also read `latest` (settings and /reload refuse it) as the
+        newest version, which no alias names."""
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
@@ -64,16 +67,19 @@ class RegistrySource:
             tracking_uri=s.mlflow_tracking_uri, registry_uri=s.mlflow_tracking_uri
         )
         try:
-            return str(client.get_model_version_by_alias(name, alias).version)
+            found = client.get_model_version_by_alias(name, alias)
         except MlflowException as e:
             # A missing alias is INVALID_PARAMETER_VALUE, not RESOURCE_DOES_NOT_EXIST.
             if e.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
                 raise ReloadFailed(
-                    f"alias '{alias}' of model '{name}' not found in the registry"
+                    f"alias {shown(alias)} of model '{name}' not found in the registry"
                 ) from None
             raise ReloadFailed(_registry_failure(s.mlflow_tracking_uri, e)) from None
         except Exception as e:
             raise ReloadFailed(_registry_failure(s.mlflow_tracking_uri, e)) from None
+        if alias not in (found.aliases or ()):
+            raise ReloadFailed(f"alias {shown(alias)} of model '{name}' not found in the registry")
+        return str(found.version)
 
     def load(self, alias: str, version: str) -> ServedModel:
         """`version`, checked and smoke-tested, ready to serve as `alias`; or ReloadFailed."""

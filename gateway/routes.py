@@ -8,34 +8,43 @@ Each route reads what it needs from the request's state, which the app's lifespa
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
 
+from gateway.batcher import ClientLeft
 from gateway.contract import WindowContract
+from gateway.cross_site import media_type_refusal, origin_refusal
 from gateway.docs import docs_routes
 from gateway.errors import (
     PREDICT_PREFIX,
     RELOAD_PREFIX,
     BodyTooLarge,
+    CrossSiteRefused,
     GatewayError,
     PredictFailed,
     ReloadRejected,
     Unauthorized,
+    UnsupportedMediaType,
 )
-from gateway.http_limits import READ_TIMED_OUT
+from gateway.http_limits import CLIENT_GONE, READ_TIMED_OUT
 from gateway.metrics import Metrics
 from gateway.openapi import TITLE, OpenAPIDocuments
 from gateway.prediction_log import PredictionLog
 from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.validation import InvalidRequest, parse_predict, parse_reload
+
+T = TypeVar("T")
 
 
 class JSONResponse(Response):
@@ -61,6 +70,46 @@ async def read_body(request: Request, limit: int, prefix: str) -> bytes:
     return b"".join(chunks)
 
 
+def refuse_cross_site(request: Request, settings: Settings, prefix: str) -> None:
+    """415 for a body not declared JSON, 403 for another site's browser request."""
+    headers = request.headers
+    refusal = media_type_refusal(headers)
+    if refusal is not None:
+        raise UnsupportedMediaType(prefix, refusal)
+    refusal = origin_refusal(headers, request.url.scheme, settings.allowed_origins)
+    if refusal is not None:
+        raise CrossSiteRefused(prefix, refusal)
+
+
+def token_matches(authorization: str, token: str) -> bool:
+    """Whether an Authorization header carries the admin token, in constant time whatever
+    either's length: digests of equal length are compared, not the texts."""
+    given = hashlib.sha256(authorization.encode("latin-1", "replace")).digest()
+    expected = hashlib.sha256(b"Bearer " + token.encode()).digest()
+    return hmac.compare_digest(given, expected)
+
+
+async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """`work`'s result, or ClientDisconnect (and `work` cancelled) if the client goes first."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise ClientDisconnect()
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read: the next message the server has for this request is its end.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def health(request: Request) -> Response:
     gateway: Gateway = request.state.gateway
     return JSONResponse(gateway.health())
@@ -78,6 +127,7 @@ async def predict(request: Request) -> Response:
     started = time.perf_counter()
     settings: Settings = request.state.settings
     gateway: Gateway = request.state.gateway
+    refuse_cross_site(request, settings, PREDICT_PREFIX)
     body = await read_body(request, settings.max_body_bytes, PREDICT_PREFIX)
     model = gateway.store.current
     contract: WindowContract = (model and model.contract) or request.state.shape_only
@@ -86,7 +136,12 @@ async def predict(request: Request) -> Response:
     except InvalidRequest as e:
         raise PredictFailed(str(e)) from None
     state = request.scope["state"]
-    answer, state["model_version"] = await gateway.predict(payload, state["request_id"])
+    try:
+        answer, state["model_version"] = await gateway.predict(
+            payload, state["request_id"], state.get(CLIENT_GONE)
+        )
+    except ClientLeft:
+        raise ClientDisconnect() from None
     prediction_log: PredictionLog | None = request.state.prediction_log
     if prediction_log is not None:
         prediction_log.record(state["request_id"], payload.x, answer, time.perf_counter() - started)
@@ -96,17 +151,18 @@ async def predict(request: Request) -> Response:
 async def reload(request: Request) -> Response:
     settings: Settings = request.state.settings
     gateway: Gateway = request.state.gateway
-    if settings.admin_token:
-        given = request.headers.get("authorization", "").encode()
-        # Constant-time: the comparison must not leak how much of the token matched.
-        if not hmac.compare_digest(given, b"Bearer " + settings.admin_token.encode()):
-            raise Unauthorized()
+    refuse_cross_site(request, settings, RELOAD_PREFIX)
+    if settings.admin_token and not token_matches(
+        request.headers.get("authorization", ""), settings.admin_token
+    ):
+        raise Unauthorized()
     body = await read_body(request, settings.max_body_bytes, RELOAD_PREFIX)
     try:
         alias = parse_reload(body)
     except InvalidRequest as e:
         raise ReloadRejected(str(e)) from None
-    return JSONResponse(await gateway.reload(alias))
+    # A reload whose client left before it ran is dropped rather than queued (served_model.py).
+    return JSONResponse(await unless_client_leaves(request, gateway.reload(alias)))
 
 
 async def openapi_json(request: Request) -> Response:
@@ -122,7 +178,7 @@ async def metrics_text(request: Request) -> Response:
     return Response(metrics.render(), media_type=metrics.content_type)
 
 
-def routes() -> list[Route | Mount]:
+def routes() -> list[Route]:
     return [
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
@@ -142,6 +198,16 @@ async def gateway_error(request: Request, exc: Exception) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if exc.status_code == 404 and request.method in ("GET", "HEAD") and path.endswith("/"):
+        target = path.rstrip("/")
+        name = target.rpartition("/")[2]
+        paths = {route.path for route in request.app.routes if isinstance(route, Route)}
+        if name and target in paths:
+            # Relative, so it holds behind a proxy's path prefix and never names the Host the
+            # client sent (Starlette's own slash redirect is built from it).
+            query = f"?{request.url.query}" if request.url.query else ""
+            return RedirectResponse(f"../{name}{query}", status_code=307)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 

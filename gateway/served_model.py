@@ -2,9 +2,14 @@
 
 A reload asks the source (gateway/registry_source.py) for the version behind the alias, off the
 event loop, and swaps the reference only once that version loaded and passed its smoke
-prediction: a failed reload never takes the serving model away. Reloads are serialized, and a
-reload of an alias already being reloaded joins it; a request reads the reference once. Polls
-resolve the alias on a thread of their own.
+prediction: a failed reload never takes the serving model away. A request reads the reference
+once. Polls resolve the alias on a thread of their own.
+
+Reloads are bounded work, whoever asks: one runs at a time and one more may wait. A reload of an
+alias that is already waiting joins it; one of the alias being reloaded waits behind it (the
+alias may have moved since that one resolved it) or joins it when the waiting place is taken;
+a reload of any other alias then is refused at once (ReloadBusy). A waiting reload whose callers
+have all gone is dropped before it runs.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from gateway.aliases import shown
 from gateway.contract import WindowContract
 from gateway.errors import ReloadFailed
 from gateway.metrics import Metrics
@@ -28,9 +34,11 @@ from gateway.settings import Settings
 
 log = logging.getLogger("gateway.served_model")
 
-# Loaded versions kept in memory, so switching back and forth between two aliases costs a
-# registry lookup, not a TensorFlow load.
-_MEMORY_CACHE = 2
+_RELOADS_AT_ONCE = 2  # one running, one waiting
+
+
+class ReloadBusy(ReloadFailed):
+    """Refused at once: a reload runs and another waits (the spec's 500 for /reload)."""
 
 
 class Forecast(NamedTuple):
@@ -48,6 +56,16 @@ class ServedModel:
     interval_level: float | None = None
     contract: WindowContract | None = None  # None: the shape the settings name (a stand-in)
     runtime: str | None = None  # what runs the network, as the version reports it
+
+
+@dataclass
+class _Reload:
+    """A reload under way: waiting for the loader, or (`started`) running on it."""
+
+    alias: str
+    future: asyncio.Future[ServedModel]
+    callers: int = 0
+    started: bool = False
 
 
 class ModelSource(Protocol):
@@ -83,31 +101,44 @@ class ServedModels:
         self._refused: tuple[str, str] | None = None
         self._lock = asyncio.Lock()
         self._loaded: OrderedDict[str, ServedModel] = OrderedDict()  # by version; loader only
-        self._pending: dict[str, asyncio.Future[ServedModel]] = {}  # alias -> reload under way
+        self._reloads: list[_Reload] = []  # the one running (first) and the one waiting
 
     @property
     def current(self) -> ServedModel | None:
         return self._current
 
     async def reload(self, alias: str | None = None, trigger: str = "api") -> ServedModel:
-        """Serve the version behind `alias` (default: MODEL_ALIAS) or raise ReloadFailed.
-
-        Reloads of an alias that is already being reloaded join that one: a burst of /reload
-        calls costs one load.
-        """
+        """Serve the version behind `alias` (default: MODEL_ALIAS) or raise ReloadFailed
+        (ReloadBusy when two reloads are under way already: see the module's docstring)."""
         alias = alias or self._settings.model_alias
-        pending = self._pending.get(alias)
-        if pending is None:
-            pending = asyncio.ensure_future(self._reload(alias, trigger))
-            self._pending[alias] = pending
-            pending.add_done_callback(self._forget_pending(alias))
-        # shield: one caller going away must not cancel the load the others wait for.
-        return await asyncio.shield(pending)
+        job = self._job_for(alias, trigger)
+        job.callers += 1
+        try:
+            # shield: one caller going away must not cancel the load the others wait for.
+            return await asyncio.shield(job.future)
+        finally:
+            job.callers -= 1
+            if job.callers == 0 and not job.started:
+                job.future.cancel()  # nobody wants it any more, and it has not begun
 
-    def _forget_pending(self, alias: str) -> Callable[[asyncio.Future[ServedModel]], None]:
+    def _job_for(self, alias: str, trigger: str) -> _Reload:
+        waiting = [job for job in self._reloads if not job.started]
+        if waiting and waiting[0].alias == alias:
+            return waiting[0]
+        if len(self._reloads) < _RELOADS_AT_ONCE:
+            job = _Reload(alias, asyncio.ensure_future(self._reload(alias, trigger)))
+            job.future.add_done_callback(self._forget(job))
+            self._reloads.append(job)
+            return job
+        running = [job for job in self._reloads if job.started and job.alias == alias]
+        if running:
+            return running[0]
+        under_way = ", ".join(shown(job.alias) for job in self._reloads)
+        raise ReloadBusy(f"two reloads are under way ({under_way}): try again once they are done")
+
+    def _forget(self, job: _Reload) -> Callable[[asyncio.Future[ServedModel]], None]:
         def forget(done: asyncio.Future[ServedModel]) -> None:
-            if self._pending.get(alias) is done:
-                del self._pending[alias]
+            self._reloads.remove(job)
             if not done.cancelled():
                 done.exception()  # retrieved: no "never retrieved" warning if all callers left
 
@@ -115,6 +146,10 @@ class ServedModels:
 
     async def _reload(self, alias: str, trigger: str) -> ServedModel:
         async with self._lock:
+            for job in self._reloads:
+                if job.alias == alias and not job.started:
+                    job.started = True
+                    break
             loop = asyncio.get_running_loop()
             started = time.perf_counter()
             try:
@@ -142,7 +177,7 @@ class ServedModels:
         if model is None:
             model = self._source.load(alias, version)
             self._loaded[version] = model
-            while len(self._loaded) > _MEMORY_CACHE:
+            while len(self._loaded) > self._settings.model_cache_size:
                 self._loaded.popitem(last=False)
             _collect_and_freeze()
         self._loaded.move_to_end(version)
@@ -206,6 +241,8 @@ class ServedModels:
         log.info("@%s moved from version %s to %s", current.alias, current.version, version)
         try:
             await self.reload(current.alias, trigger="poll")
+        except ReloadBusy as e:
+            log.warning("registry poll for @%s: %s; the next poll retries", current.alias, e.reason)
         except ReloadFailed as e:
             self._refused = (current.alias, version)
             log.error(

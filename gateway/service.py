@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +31,15 @@ class Gateway:
             "model_runtime": model.runtime if model else None,
         }
 
-    async def predict(self, request: PredictRequest, request_id: str) -> tuple[dict[str, Any], str]:
-        """The answer, and the version that computed it (for the access log)."""
-        forecast, model = await self.batcher.predict(request.x)
+    async def predict(
+        self,
+        request: PredictRequest,
+        request_id: str,
+        client_gone: Callable[[], bool] | None = None,
+    ) -> tuple[dict[str, Any], str]:
+        """The answer, and the version that computed it (for the access log). ClientLeft when
+        `client_gone` says the client left before its window ran."""
+        forecast, model = await self.batcher.predict(request.x, client_gone)
         interval = (
             {"lower": forecast.lower, "upper": forecast.upper, "level": model.interval_level}
             if forecast.lower is not None and model.interval_level is not None

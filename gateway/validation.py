@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import orjson
 
+from gateway.aliases import alias_refusal
 from gateway.contract import WindowContract
 
 _MAX_URL_LENGTH = 2048
@@ -208,4 +209,7 @@ def parse_reload(body: bytes) -> str | None:
     if type(alias) is not str or not alias.strip():
         got = "an empty string" if type(alias) is str else _kind(alias)
         raise InvalidRequest(f"alias must be a non-empty string, got {got}")
+    refusal = alias_refusal(alias)
+    if refusal is not None:
+        raise InvalidRequest(refusal)
     return alias

@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "BTC_LSTM_Production"
 SEQ_LEN = 12
 N_CANDLES = 400  # enough for ~300 windows: a 1-epoch model in seconds
+# The header a body of JSON bytes needs: the gateway refuses other declared types (415).
+JSON = {"Content-Type": "application/json"}
 # Examples per Hypothesis property test: `make test` runs 200, `make soak` 1,000.
 PROPERTY_EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "200"))
 

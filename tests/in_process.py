@@ -157,9 +157,10 @@ def serve_on_port(
     limits included) on a free 127.0.0.1 port, in a thread of this process, as httpx's own tests
     run theirs: real sockets without a subprocess, a registry or TensorFlow."""
     settings = settings_from(env)
-    app = create_app(settings, source=source or StandInSource(), metrics=Metrics())
+    metrics = Metrics()
+    app = create_app(settings, source=source or StandInSource(), metrics=metrics)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, **server_options(settings))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, **server_options(settings, metrics))
     server = uvicorn.Server(config)
     lines: list[str] = []
     handler = _Lines(lines)

@@ -9,7 +9,10 @@ One class, two ways to run it:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import NamedTuple
@@ -105,3 +108,31 @@ def run_receiver(mode: str = "ok", delay: float = 0.0) -> Receiver:
     if mode == "slow":
         return Receiver(delay=delay)
     raise ValueError(f"unknown receiver mode {mode!r}")
+
+
+@contextlib.contextmanager
+def garbage_receiver() -> Iterator[int]:
+    """A TCP server on 127.0.0.1 (its port is yielded) that answers every request with something
+    that is not HTTP: aiohttp's error then quotes the URL it dialled, in its own spelling."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        server.close()

@@ -92,9 +92,23 @@ def container(k8s: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return dict(containers[0])
 
 
-def exposed_port() -> int:
+def exposed_ports() -> list[int]:
+    """The API's port, then the probes' (PROBE_PORT)."""
     (expose,) = docker("EXPOSE")
-    return int(expose.split("/")[0])
+    return [int(port.split("/")[0]) for port in expose.split()]
+
+
+def exposed_port() -> int:
+    return exposed_ports()[0]
+
+
+def image_env() -> dict[str, str]:
+    env = {}
+    for args in docker("ENV"):
+        for pair in args.split():
+            name, _, value = pair.partition("=")
+            env[name] = value
+    return env
 
 
 def configmap_env(k8s: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -161,7 +175,7 @@ def test_dockerfile_healthcheck_is_valid_python_hitting_health_on_the_port() -> 
     code = argv[2]
     ast.parse(code)  # a syntax error would mark every container unhealthy
     assert "urllib.request" in code and "curl" not in healthcheck
-    assert f"127.0.0.1:{exposed_port()}/health" in code
+    assert f"127.0.0.1:{image_env()['PROBE_PORT']}/health" in code
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,16 +208,20 @@ def test_probe_paths_are_get_routes_of_the_gateway(
         assert "GET" in routes[probe["path"]], f"{name}: {probe['path']} does not answer GET"
 
 
-def test_one_port_in_the_image_the_pod_the_probes_and_the_service(
+def test_the_api_port_and_the_probe_port_agree_everywhere(
     k8s: dict[str, dict[str, Any]],
 ) -> None:
-    port = exposed_port()
+    """The image, the pod, the probes and the Service: the API on one port, the probes on
+    PROBE_PORT, which the Service never routes to."""
+    api, probes = exposed_ports()
+    assert int(image_env()["PROBE_PORT"]) == int(configmap_env(k8s)["PROBE_PORT"]) == probes
     c = container(k8s)
-    assert [p["containerPort"] for p in c["ports"]] == [port]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"http": api, "probes": probes}
     for name in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert c[name]["httpGet"]["port"] == port, name
+        assert ports[c[name]["httpGet"]["port"]] == probes, name
     (service_port,) = k8s["Service"]["spec"]["ports"]
-    assert service_port["targetPort"] == port
+    assert service_port["targetPort"] in (api, "http")
 
 
 def test_service_hpa_and_pdb_point_at_the_deployment(k8s: dict[str, dict[str, Any]]) -> None:

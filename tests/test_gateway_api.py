@@ -140,11 +140,19 @@ def test_in_process_health_and_predict_answer_with_the_stand_in(app: TestClient)
         }
 
 
-def test_predict_reads_json_whatever_the_content_type(app: TestClient) -> None:
+def test_predict_reads_json_declared_as_json_or_undeclared(app: TestClient) -> None:
+    """A type a web form can send is refused (tests/test_abuse.py: cross-site posts)."""
     body = orjson.dumps({"X": real_windows(1)[0].tolist()})
-    for content_type in ("text/plain", "application/x-www-form-urlencoded", ""):
-        r = app.post("/predict", content=body, headers={"Content-Type": content_type})
+    for content_type in ("application/json", "application/json; charset=utf-8", "", None):
+        headers = {} if content_type is None else {"Content-Type": content_type}
+        r = app.post("/predict", content=body, headers=headers)
         assert r.status_code == 200, (content_type, r.text)
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "text/json"):
+        r = app.post("/predict", content=body, headers={"Content-Type": content_type})
+        assert r.status_code == 415, (content_type, r.text)
+        assert r.json() == {
+            "detail": f"예측 실패: Content-Type must be application/json, got {content_type!r}"
+        }
 
 
 def test_predict_is_503_with_the_spec_text_until_a_model_is_loaded() -> None:

@@ -27,6 +27,7 @@ import pytest
 
 from gateway.errors import RELOAD_PREFIX
 from tests.helpers import (
+    JSON,
     MODEL_NAME,
     BadVersions,
     Registry,
@@ -78,7 +79,7 @@ async def _client(
         window = k + CLIENTS * (i % WINDOWS_PER_CLIENT)  # each client has its own windows
         i += 1
         sent = time.monotonic()
-        async with session.post(f"{url}/predict", data=bodies[window]) as r:
+        async with session.post(f"{url}/predict", data=bodies[window], headers=JSON) as r:
             raw = await r.read()
             status = r.status
         received = time.monotonic()

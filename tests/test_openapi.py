@@ -27,7 +27,15 @@ from tests.helpers import SEQ_LEN, LiveGateway
 DECLARED = version_contract({"input_contract": input_contract(SEQ_LEN, N_FEATURES, FEATURE_NAMES)})
 
 # Routes that serve the document itself or its viewer, not the API.
-NOT_API = {"/openapi.json", "/docs", "/docs/init.js", "/docs/assets"}
+NOT_API = {
+    "/openapi.json",
+    "/docs",
+    "/docs/init.js",
+    *(
+        f"/docs/assets/{name}"
+        for name in ("swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png")
+    ),
+}
 
 
 def operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:

@@ -127,21 +127,21 @@ def test_settings_read_every_variable() -> None:
         }
     )
     assert s == Settings(
-        "http://registry:5000",
-        "M",
-        "Production",
-        10,
-        7,
-        0.5,
-        0.0,
-        2.5,
-        "whsec_abc",
-        (ipaddress.ip_network("10.0.0.0/8"),),
-        8,
-        2.0,
-        4096,
-        "t",
-        3.0,
+        mlflow_tracking_uri="http://registry:5000",
+        registered_model_name="M",
+        model_alias="Production",
+        seq_len_required=10,
+        n_features_required=7,
+        model_load_retry_interval=0.5,
+        model_load_timeout=0.0,
+        callback_timeout=2.5,
+        callback_secret="whsec_abc",
+        callback_allowed_networks=(ipaddress.ip_network("10.0.0.0/8"),),
+        max_batch_size=8,
+        max_batch_wait_ms=2.0,
+        max_body_bytes=4096,
+        admin_token="t",
+        shutdown_grace_seconds=3.0,
     )
 
 

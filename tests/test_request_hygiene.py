@@ -6,7 +6,6 @@ measured (`pytest -s`)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import socket
 import threading
@@ -34,7 +33,7 @@ from tests.helpers import (
     wait_for,
 )
 from tests.in_process import serve_in_process
-from tests.receiver import Receiver, run_receiver
+from tests.receiver import Receiver, garbage_receiver, run_receiver
 
 WINDOW = real_windows(1)[0].tolist()
 SECRET = "Zq7secretValue"  # planted in URLs: must never come back out
@@ -258,33 +257,6 @@ def test_aborted_uploads_are_one_499_line_each(gateway: GatewayProcess, tmp_path
 
 
 # 6. Callback secrets are logged --------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def garbage_receiver() -> Iterator[int]:
-    """A TCP server on 127.0.0.1 that answers every request with something that is not HTTP."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.recv(65536)
-                conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
 
 
 def test_callback_url_secrets_never_come_back(gateway: GatewayProcess) -> None:

@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from tests.helpers import (
+    JSON,
     Registry,
     TrainedVersions,
     real_windows,
@@ -83,7 +84,9 @@ async def run_load(
     async def worker(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
             i = queue.get_nowait()
-            async with session.post(f"{url}/predict", data=bodies[i % len(bodies)]) as r:
+            async with session.post(
+                f"{url}/predict", data=bodies[i % len(bodies)], headers=JSON
+            ) as r:
                 answers.append((r.status, orjson.loads(await r.read())))
             progress[0] += 1
 

@@ -18,6 +18,7 @@ from gateway.client.answers import (
     GatewayError,
     GatewayUnreachable,
     Health,
+    InvalidArgument,
     ModelNotLoaded,
     PredictFailed,
     Prediction,
@@ -29,7 +30,7 @@ from gateway.client.answers import (
     Unauthorized,
 )
 from gateway.client.clients import AsyncGatewayClient, GatewayClient
-from gateway.client.webhooks import verify_webhook
+from gateway.client.webhooks import SeenIds, verify_webhook
 
 __all__ = [
     "AsyncGatewayClient",
@@ -38,6 +39,7 @@ __all__ = [
     "GatewayError",
     "GatewayUnreachable",
     "Health",
+    "InvalidArgument",
     "ModelNotLoaded",
     "PredictFailed",
     "Prediction",
@@ -46,6 +48,7 @@ __all__ = [
     "ReloadFailed",
     "ReloadRejected",
     "Reloaded",
+    "SeenIds",
     "Unauthorized",
     "WebhookVerificationError",
     "verify_webhook",

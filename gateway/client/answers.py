@@ -89,6 +89,15 @@ class GatewayUnreachable(GatewayError):
     """No answer: connection refused, timeout, or a broken connection."""
 
 
+class InvalidArgument(GatewayError, ValueError):
+    """Refused by the client before sending: an argument the gateway could not take as given
+    (a request id that is not 1 to 128 printable ASCII characters, metadata that JSON cannot
+    carry exactly). `status_code` is None: nothing was sent."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(None, detail)
+
+
 ERRORS: dict[str, dict[int, type[GatewayError]]] = {
     "predict": {400: PredictFailed, 413: BodyTooLarge, 503: ModelNotLoaded},
     "reload": {400: ReloadRejected, 401: Unauthorized, 413: BodyTooLarge, 500: ReloadFailed},

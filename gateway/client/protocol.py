@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
@@ -15,6 +17,7 @@ from gateway.client.answers import (
     GatewayError,
     GatewayUnreachable,
     Health,
+    InvalidArgument,
     Prediction,
     PredictionInterval,
     Readiness,
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 DEFAULT_SEQ_LEN = 12  # the spec's SEQ_LEN_REQUIRED default
+# What the gateway echoes as given (gateway/request_log.py): printable ASCII, 1 to 128.
+_REQUEST_ID = re.compile(r"[ -~]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -72,9 +77,14 @@ class Protocol:
         if callback_url is not None:
             payload["callback_url"] = callback_url
         if metadata is not None:
-            payload["metadata"] = dict(metadata)
+            payload["metadata"] = checked_metadata(metadata)
         headers = {"Content-Type": "application/json"}
         if request_id is not None:
+            if not (isinstance(request_id, str) and _REQUEST_ID.fullmatch(request_id)):
+                raise InvalidArgument(
+                    "request_id must be 1 to 128 printable ASCII characters, got "
+                    f"{str(request_id)[:40]!r}"
+                )
             headers["X-Request-ID"] = request_id
         content = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
         return Call("predict", "POST", "/predict", content, headers)
@@ -141,6 +151,27 @@ class Protocol:
             callback_error=body.get("callback_error"),
             request_id=response.headers.get("x-request-id"),
         )
+
+
+def checked_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata as a dict JSON carries exactly, or InvalidArgument: orjson writes NaN and
+    infinities as null, and refuses integers beyond 64 bits and objects it cannot write."""
+    value = dict(metadata)
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError as e:
+        raise InvalidArgument(f"metadata cannot be sent as JSON: {e}") from None
+    # Acyclic and at most 255 levels deep once orjson took it: a plain walk is safe.
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise InvalidArgument(f"metadata holds {item}: JSON has no NaN or infinity")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return value
 
 
 def unreachable(base_url: str, e: httpx.TransportError) -> GatewayUnreachable:

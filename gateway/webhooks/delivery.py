@@ -253,7 +253,11 @@ class CallbackSender:
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
             # The receiver may have got the request; the stable webhook-id lets it deduplicate.
             return _Attempt(ok=False, error=f"connection lost: {exc}", retry=True)
-        except aiohttp.ClientError as exc:  # malformed answer, non-HTTP URL, ...
+        except aiohttp.ClientResponseError as exc:
+            # Its text quotes the URL in aiohttp's normalized spelling: the message alone.
+            message = " ".join(str(exc.message).split())
+            return _Attempt(ok=False, error=f"malformed answer: {message}", retry=False)
+        except aiohttp.ClientError as exc:  # non-HTTP URL, ...
             return _Attempt(ok=False, error=f"{type(exc).__name__}: {exc}", retry=False)
 
         try:
