@@ -641,3 +641,28 @@ def test_token_comparison_sees_equal_lengths_whatever_is_sent(
     for given in ("", "Bearer r", "Bearer right-token-and-more" * 10):
         assert not token_matches(given, "right-token")
     assert all(a == b for a, b in lengths) and len(set(lengths)) == 1
+
+
+def test_rate_limited_log_keeps_a_burst_per_period_and_counts_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from gateway.logs import RateLimitedLog
+
+    now = [0.0]
+    limited = RateLimitedLog(
+        logging.getLogger("gateway.test"), burst=3, period=10, clock=lambda: now[0]
+    )
+    with caplog.at_level(logging.INFO, logger="gateway.test"):
+        for i in range(50):
+            limited.warning("refused %d", i)
+        now[0] = 10.0
+        limited.warning("refused again")
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused 0",
+        "refused 1",
+        "refused 2",
+        "47 more such lines suppressed in the last 10 s",
+        "refused again",
+    ]
