@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model_wrapper.features import DEFAULT_SEQ_LEN, N_FEATURES, window_from_candles
-from model_wrapper.synthetic import synthetic_candles
+from model_wrapper.data.synthetic import synthetic_candles
+from model_wrapper.model.features import DEFAULT_SEQ_LEN, N_FEATURES, window_from_candles
 
 log = logging.getLogger("benchmarks.models")
 
@@ -56,9 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    from model_wrapper.publish import pip_requirements
-    from model_wrapper.pyfunc import scale_windows
-    from model_wrapper.training import TrainConfig, train_and_register
+    from model_wrapper.model.transforms import scale_windows
+    from model_wrapper.registry.publish import pip_requirements
+    from model_wrapper.training.recipe import TrainConfig
+    from model_wrapper.training.run import train_and_register
 
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     args.out.mkdir(parents=True, exist_ok=True)

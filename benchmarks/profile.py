@@ -27,10 +27,11 @@ from benchmarks.results import Measured
 
 RATE = 250  # samples per second
 TOP = 12
-OWN_CODE = ("gateway/", "model_wrapper/")
-# A models-from-code version runs the wrapper file from its own artifacts, which py-spy names by
-# file alone; the entry point is on every stack of the main thread, so it says nothing.
-WRAPPER = "pyfunc.py"
+# A version runs the model package it was logged with, from its own `code/` folder, which py-spy
+# names "model/...": the model's own code. The entry point is on every stack of the main thread,
+# so it says nothing.
+MODEL_CODE = "model/"
+OWN_CODE = ("gateway/", "model_wrapper/", MODEL_CODE)
 ENTRY_POINT = "gateway/__main__.py"
 _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 _THREAD = re.compile(r"^thread \(\d+\)(?:: (?P<name>.*))?$")
@@ -90,8 +91,8 @@ class Profile:
 def _package(file: str) -> str:
     # py-spy shortens paths to what follows the sys.path entry: "starlette/routing.py",
     # "gateway/app.py", "threading.py" (the standard library's top-level modules).
-    if file == WRAPPER:
-        return "the model's pyfunc.py"
+    if file.startswith(MODEL_CODE):
+        return "the model's code"
     head = file.split("/", 1)[0]
     return head.removesuffix(".py") or "?"
 
@@ -136,7 +137,7 @@ def summarize(collapsed: str, top: int = TOP) -> Summary:
         seen = set()
         for frame in frames:
             function, file = _function(frame)
-            if (file.startswith(OWN_CODE) or file == WRAPPER) and file != ENTRY_POINT:
+            if file.startswith(OWN_CODE) and file != ENTRY_POINT:
                 seen.add(f"{function} ({file})")
         for name in seen:
             tally.own_code[name] += count

@@ -1,7 +1,7 @@
 """The window contract a served version declares, enforced before a window joins a batch.
 
 The wrapper writes its input rules into the logged model's metadata (`input_contract`: the
-window's shape, the feature names, and value rules by feature, see model_wrapper/pyfunc.py);
+window's shape, the feature names, and value rules by feature: model_wrapper/model/contract.py);
 the gateway reads them from the MLmodel file, without importing the wrapper, and holds every
 window to exactly those rules. So one bad window never reaches a batch, and the model's own
 checks need not run again on the serving path.

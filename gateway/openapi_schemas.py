@@ -7,8 +7,8 @@ from typing import Any
 
 from gateway.contract import WindowContract
 from gateway.settings import Settings
-from model_wrapper.features import N_FEATURES, min_candles, window_from_candles
-from model_wrapper.synthetic import synthetic_candles
+from model_wrapper.data.synthetic import synthetic_candles
+from model_wrapper.model.features import N_FEATURES, min_candles, window_from_candles
 
 # Examples from the spec (section 2), so that the document and the contract read the same.
 HEALTH_EXAMPLE = {

@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 
 from gateway.metrics import Metrics
-from model_wrapper.features import FEATURE_NAMES
+from model_wrapper.model.features import FEATURE_NAMES
 
 log = logging.getLogger("gateway.prediction_log")
 

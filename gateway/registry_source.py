@@ -26,8 +26,8 @@ from gateway.settings import Settings
 
 log = logging.getLogger("gateway.registry_source")
 
-# The pyfunc's output columns (model_wrapper/pyfunc.py): versions logged before the interval
-# return a plain [N] array of forecasts instead.
+# The pyfunc's output columns (model_wrapper/model/transforms.py): versions logged before the
+# interval return a plain [N] array of forecasts instead.
 POINT, LOWER, UPPER = "pred_btc_close_next", "pred_interval_lower", "pred_interval_upper"
 
 

@@ -12,8 +12,6 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import NoReturn
 
-DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
-DEFAULT_EXPERIMENT = "btc-lstm"  # model_wrapper.training.DEFAULT_EXPERIMENT, without its imports
 USAGE_ERROR = 2  # unknown model, alias or version; unreadable data; missing argument
 # MLflow's Default experiment, where `mlflow run` puts a run when told no experiment.
 DEFAULT_EXPERIMENT_ID = "0"
@@ -26,6 +24,8 @@ def connect() -> str | None:
     chose before this process started: None then, so the scripts log into that run.
     """
     import mlflow
+
+    from model_wrapper.defaults import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
 
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))
     if os.environ.get("MLFLOW_RUN_ID"):
@@ -58,24 +58,33 @@ class Interrupted(BaseException):
 
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """Known failures (bad data, unknown names) as one line and exit 2, not a traceback.
+    """Usage errors as one line and exit 2, not a traceback: a UsageError (bad data, no
+    evidence), candles the features refuse, and MLflow's answer for a model, alias or version
+    that does not exist. Anything else is a bug and keeps its traceback (exit 1).
 
     SIGINT and SIGTERM end the MLflow run in progress KILLED (`mlflow.start_run()` alone would
     leave FAILED after an exception, and RUNNING after a plain SIGTERM) and exit 128 + signal.
     """
     from mlflow.exceptions import MlflowException
 
-    from model_wrapper.candles import CandleFileError
+    from model_wrapper.errors import UsageError
+    from model_wrapper.model.features import CandlesRefused
 
     with _interruptible():
         try:
             yield
         except Interrupted as e:
             _end_killed(e)
-        except (CandleFileError, ValueError) as e:
+        except (UsageError, CandlesRefused) as e:
             fail(str(e))
         except MlflowException as e:
+            if e.error_code not in _UNKNOWN_NAME:
+                raise
             fail(" ".join(e.message.split())[:300])
+
+
+# What MLflow answers for a model, alias or version that does not exist.
+_UNKNOWN_NAME = frozenset(("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"))
 
 
 @contextmanager

@@ -12,8 +12,8 @@ import argparse
 
 import pandas as pd
 
-from model_wrapper.data import load_data
-from model_wrapper.training import TrainConfig
+from model_wrapper.data.sources import load_data
+from model_wrapper.training.recipe import TrainConfig
 from scripts._cli import connect, one_line_errors
 
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     experiment = connect()
     with one_line_errors():
-        from model_wrapper.backtest import walk_forward
+        from model_wrapper.evaluation.backtest import walk_forward
 
         seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
         data = load_data(args.data)

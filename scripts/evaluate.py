@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from model_wrapper.data import EVALUATION_ROWS, load_data
+from model_wrapper.data.sources import EVALUATION_ROWS, load_data
 from scripts._cli import connect, fail, one_line_errors
 
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     experiment = connect()
     with one_line_errors():
-        from model_wrapper.evidence import NoEvidence, describe, evaluate
+        from model_wrapper.evaluation.evaluate import NoEvidence, describe, evaluate
 
         data = load_data(args.data, default_rows=EVALUATION_ROWS)
         try:

@@ -3,7 +3,7 @@ current holder out of sample, with a calibrated interval.
 
     python -m scripts.promote --from-alias staging --to-alias Production --data BTC-USD.csv
     python -m scripts.promote --version 3 --to-alias staging --data synthetic
-    python -m scripts.promote --version 3 --to-alias Production --force   # recorded override
+    python -m scripts.promote --version 3 --to-alias Production --force true   # recorded override
 
 Exit codes: 0 moved, 2 bad arguments or unknown names, 3 refused by the gate (alias unchanged).
 """
@@ -14,15 +14,14 @@ import argparse
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from model_wrapper.data import EVALUATION_ROWS, load_data
-from model_wrapper.publish import DEFAULT_MODEL_NAME
-from model_wrapper.training import DEFAULT_TOLERANCE
+from model_wrapper.data.sources import EVALUATION_ROWS, load_data
+from model_wrapper.defaults import DEFAULT_MODEL_NAME, DEFAULT_TOLERANCE
 from scripts._cli import connect, fail, one_line_errors
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from model_wrapper.evidence import Evaluation
+    from model_wrapper.evaluation.evaluate import Evaluation
 
 REFUSED = 3
 
@@ -45,13 +44,14 @@ def main(argv: list[str] | None = None) -> None:
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
-        from model_wrapper.evidence import (
+        from model_wrapper.evaluation.evaluate import (
             NoEvidence,
             describe,
             evaluate,
-            gate,
+            gate_reasons,
             has_training_period,
         )
+        from model_wrapper.registry.aliases import move_alias
 
         client = MlflowClient()
         if args.version:
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
                     "without evidence, recorded on the version"
                 )
             _record(client, name, candidate, target, "none: forced without data", forced=True)
-            client.set_registered_model_alias(name, target, candidate)
+            move_alias(name, target, candidate, moved_by="promote (forced)")
             print(f"{name}@{target} -> version {candidate} (forced, without evidence)")
             return
         data = load_data(args.data, default_rows=EVALUATION_ROWS)
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             evaluation = evaluate(f"models:/{name}/{candidate}", data, baseline, experiment)
         except NoEvidence as e:
             fail(str(e))
-        reasons = gate(evaluation, args.tolerance)
+        reasons = gate_reasons(evaluation, args.tolerance)
         evidence = describe(evaluation)
         if reasons and not force:
             print(f"refused: version {candidate} stays off @{target}: " + "; ".join(reasons))
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         _record(
             client, name, candidate, target, evidence, forced=bool(reasons), evaluation=evaluation
         )
-        client.set_registered_model_alias(name, target, candidate)
+        move_alias(name, target, candidate, moved_by="promote")
     verdict = "forced past the gate: " + "; ".join(reasons) if reasons else "passed the gate"
     print(f"{name}@{target} -> version {candidate} ({verdict})\nevidence: {evidence}")
 

@@ -55,10 +55,11 @@ def main(argv: list[str] | None = None) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from model_wrapper.data import load_data
-    from model_wrapper.features import window_from_candles
-    from model_wrapper.publish import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
-    from model_wrapper.training import TrainConfig, train_and_register
+    from model_wrapper.data.sources import load_data
+    from model_wrapper.defaults import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+    from model_wrapper.model.features import window_from_candles
+    from model_wrapper.training.recipe import TrainConfig
+    from model_wrapper.training.run import train_and_register
 
     mlflow.set_tracking_uri(uri)
     name = os.environ.get("REGISTERED_MODEL_NAME", DEFAULT_MODEL_NAME)

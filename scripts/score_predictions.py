@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from model_wrapper.candles import load_candles
+from model_wrapper.data.candles import load_candles
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import argparse
 import shutil
 import subprocess
 
-from model_wrapper.publish import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from model_wrapper.defaults import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 from scripts._cli import Interrupted, connect, fail, one_line_errors
 
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-from model_wrapper.data import DEMO_ROWS, load_data
-from model_wrapper.features import min_candles
-from model_wrapper.publish import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
-from model_wrapper.training import DEFAULT_TOLERANCE, TrainConfig, train_and_register
+from model_wrapper.data.sources import DEMO_ROWS, load_data
+from model_wrapper.defaults import DEFAULT_ALIAS, DEFAULT_MODEL_NAME, DEFAULT_TOLERANCE
+from model_wrapper.model.features import min_candles
+from model_wrapper.training.recipe import TrainConfig
+from model_wrapper.training.run import train_and_register
 from scripts._cli import connect, one_line_errors
 
 

@@ -135,8 +135,8 @@ def registry() -> Registry:
 def trained(registry: Registry) -> TrainedVersions:
     """v1 behind staging and v2 behind Production, trained on different data so that they
     answer differently."""
-    from model_wrapper.synthetic import synthetic_candles
-    from model_wrapper.training import TrainConfig
+    from model_wrapper.data.synthetic import synthetic_candles
+    from model_wrapper.training.recipe import TrainConfig
     from tests.helpers import N_CANDLES, SEQ_LEN, TrainedVersions, train_behind
 
     def train() -> dict[str, Any]:
@@ -168,15 +168,15 @@ mlflow.models.set_model(Broken())
 @pytest.fixture(scope="session")
 def bad_versions(registry: Registry, trained: TrainedVersions) -> BadVersions:
     """Versions a gateway must refuse: one that cannot load, one trained for another T."""
-    from model_wrapper.training import TrainConfig
+    from model_wrapper.training.recipe import TrainConfig
     from tests.helpers import MODEL_NAME, N_CANDLES, SEQ_LEN, BadVersions, train_behind
 
     def register() -> dict[str, Any]:
         import mlflow
         from mlflow import MlflowClient
 
-        from model_wrapper.features import N_FEATURES
-        from model_wrapper.synthetic import synthetic_candles
+        from model_wrapper.data.synthetic import synthetic_candles
+        from model_wrapper.model.features import N_FEATURES
 
         code = Path(os.environ[SHARED_DIR]) / "broken_model.py"
         code.write_text(BROKEN_MODEL_CODE)

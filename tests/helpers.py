@@ -21,9 +21,9 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from model_wrapper.features import window_from_candles
-from model_wrapper.synthetic import synthetic_candles
-from model_wrapper.training import TrainConfig
+from model_wrapper.data.synthetic import synthetic_candles
+from model_wrapper.model.features import window_from_candles
+from model_wrapper.training.recipe import TrainConfig
 from scripts.local_registry import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def train_behind(candles: pd.DataFrame, config: TrainConfig, alias: str) -> str:
     quality gate has tests of its own (test_evidence.py)."""
     from mlflow import MlflowClient
 
-    from model_wrapper.training import train_and_register
+    from model_wrapper.training.run import train_and_register
 
     version = train_and_register(candles, config, MODEL_NAME, alias=None).version
     MlflowClient().set_registered_model_alias(MODEL_NAME, alias, version)

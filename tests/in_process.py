@@ -28,8 +28,9 @@ from gateway.errors import ReloadFailed
 from gateway.metrics import Metrics
 from gateway.served_model import ServedModel
 from gateway.settings import Settings
-from model_wrapper.features import FEATURE_NAMES, N_FEATURES
-from model_wrapper.pyfunc import CLOSE, check_windows, input_contract
+from model_wrapper.model.contract import check_windows, input_contract
+from model_wrapper.model.features import FEATURE_NAMES, N_FEATURES
+from model_wrapper.model.transforms import CLOSE
 from tests.helpers import MODEL_NAME, SEQ_LEN, free_port, wait_for
 
 INTERVAL_LEVEL = 0.8

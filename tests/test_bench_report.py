@@ -23,7 +23,7 @@ parse_predict (gateway/validation.py:40) 30
 thread (101): MainThread;<module> (gateway/__main__.py:91);run (uvloop/__init__.py:1);\
 __call__ (gateway/request_log.py:60);_send (uvicorn/protocols/http/httptools_impl.py:500) 20
 thread (102): model-predict_0;_worker (concurrent/futures/thread.py:80);\
-predict (pyfunc.py:240) 50
+predict (model/forecaster.py:240) 50
 """
 
 
@@ -41,16 +41,16 @@ def test_summarize_counts_threads_packages_own_time_and_own_code() -> None:
     assert s.samples == 100
     assert [(t.name, t.samples) for t in s.threads] == [("MainThread", 50), ("model-predict", 50)]
     assert dict((p.name, p.samples) for p in s.packages) == {
-        "the model's pyfunc.py": 50,  # the wrapper as a models-from-code version runs it
+        "the model's code": 50,  # a version runs the model package logged with it
         "gateway": 30,
         "uvicorn": 20,
     }
-    assert s.functions[0].name == "predict (pyfunc.py)"
+    assert s.functions[0].name == "predict (model/forecaster.py)"
     own = {o.name: o.samples for o in s.own_code}
     # Anywhere on the stack, each function counted once per sample.
     assert own["__call__ (gateway/request_log.py)"] == 50
     assert own["parse_predict (gateway/validation.py)"] == 30
-    assert own["predict (pyfunc.py)"] == 50
+    assert own["predict (model/forecaster.py)"] == 50
     assert "_send (uvicorn/protocols/http/httptools_impl.py)" not in own
     assert "<module> (gateway/__main__.py)" not in own  # on every stack: says nothing
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_wrapper.candles import CandleFileError, load_candles
+from model_wrapper.data.candles import CandleFileError, load_candles
 
 # Three hourly candles starting 2024-01-01 00:00 UTC (epoch 1704067200 s).
 EPOCH_S = (1704067200, 1704070800, 1704074400)

@@ -32,8 +32,8 @@ from gateway.client import (
     verify_webhook,
 )
 from gateway.errors import NOT_LOADED_DETAIL, PREDICT_PREFIX, RELOAD_PREFIX
-from model_wrapper.features import window_from_candles
-from model_wrapper.synthetic import synthetic_candles
+from model_wrapper.data.synthetic import synthetic_candles
+from model_wrapper.model.features import window_from_candles
 from tests.helpers import (
     ROOT,
     SEQ_LEN,
@@ -69,7 +69,7 @@ class Absent(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Absent())
 from gateway.client import GatewayClient
-from model_wrapper.synthetic import synthetic_candles
+from model_wrapper.data.synthetic import synthetic_candles
 
 with GatewayClient({live_gateway.url!r}) as gw:
     answer = gw.predict(synthetic_candles(80, seed=5))

@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from model_wrapper.evaluation import (
+from model_wrapper.evaluation.metrics import (
     diebold_mariano,
     ewma_fhs_interval,
     interval_pinball_loss,
     score_forecasts,
 )
-from model_wrapper.pyfunc import LOWER, POINT, UPPER, forecast_prices
-from model_wrapper.training import calibrate_interval, choose_shrinkage
+from model_wrapper.model.transforms import LOWER, POINT, UPPER, forecast_prices
+from model_wrapper.training.recipe import calibrate_interval, choose_shrinkage
 
 
 def test_diebold_mariano_by_hand() -> None:

@@ -15,9 +15,10 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from model_wrapper.data import DataSource, load_data
-from model_wrapper.synthetic import synthetic_candles
-from model_wrapper.training import TrainConfig, train_and_register
+from model_wrapper.data.sources import DataSource, load_data
+from model_wrapper.data.synthetic import synthetic_candles
+from model_wrapper.training.recipe import TrainConfig
+from model_wrapper.training.run import train_and_register
 from tests.helpers import Outcome, Registry
 
 NAME = "BTC_LSTM_evidence"

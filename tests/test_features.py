@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_wrapper.features import (
+from model_wrapper.model.features import (
     DEFAULT_SEQ_LEN,
     FEATURE_NAMES,
     N_FEATURES,

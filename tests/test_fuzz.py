@@ -45,7 +45,8 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from gateway.contract import shape_contract
 from gateway.errors import PREDICT_PREFIX, RELOAD_PREFIX
 from gateway.validation import InvalidRequest, parse_predict
-from model_wrapper.pyfunc import PRICE_LEVELS, VOLUME, check_windows
+from model_wrapper.model.contract import check_windows
+from model_wrapper.model.transforms import PRICE_LEVELS, VOLUME
 from tests.helpers import (
     SEQ_LEN,
     GatewayProcess,

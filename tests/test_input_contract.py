@@ -20,8 +20,9 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from model_wrapper.features import FEATURE_NAMES
-from model_wrapper.pyfunc import OUTPUT_COLUMNS, InputRefused, input_contract
+from model_wrapper.model.contract import InputRefused, input_contract
+from model_wrapper.model.features import FEATURE_NAMES
+from model_wrapper.model.transforms import OUTPUT_COLUMNS
 from tests.helpers import (
     MODEL_NAME,
     SEQ_LEN,

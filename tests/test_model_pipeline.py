@@ -14,10 +14,11 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from model_wrapper.features import FEATURE_NAMES, window_from_candles
-from model_wrapper.publish import promote, set_alias
-from model_wrapper.pyfunc import LOWER, OUTPUT_COLUMNS, POINT, UPPER, input_contract
-from model_wrapper.synthetic import synthetic_candles
+from model_wrapper.data.synthetic import synthetic_candles
+from model_wrapper.model.contract import input_contract
+from model_wrapper.model.features import FEATURE_NAMES, window_from_candles
+from model_wrapper.model.transforms import LOWER, OUTPUT_COLUMNS, POINT, UPPER
+from model_wrapper.registry.aliases import move_alias, previous_holder
 from tests.helpers import MODEL_NAME, SEQ_LEN, Outcome, TrainedVersions
 
 
@@ -55,7 +56,7 @@ def test_registered_model_equals_network_plus_scaler(
 ) -> None:
     import keras
 
-    from model_wrapper.pyfunc import CLOSE, scale_windows
+    from model_wrapper.model.transforms import CLOSE, scale_windows
 
     local = Path(
         mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}@staging", dst_path=str(tmp_path))
@@ -119,14 +120,19 @@ def test_wrapper_refuses_bad_windows_with_a_clear_message(
     assert message in info.value.message
 
 
-def test_promote_copies_an_alias_and_set_alias_moves_it(
+def test_an_alias_move_records_the_previous_holder_and_promote_needs_evidence(
     trained: TrainedVersions, run_cli: Callable[..., Outcome]
 ) -> None:
     client = MlflowClient()
-    assert promote(MODEL_NAME, "staging", "canary") == trained.staging
+    assert move_alias(MODEL_NAME, "canary", trained.staging, moved_by="test") is None
     assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.staging
-    set_alias(MODEL_NAME, "canary", trained.production)
+    assert move_alias(MODEL_NAME, "canary", trained.production, "test") == trained.staging
     assert client.get_model_version_by_alias(MODEL_NAME, "canary").version == trained.production
+    assert previous_holder(MODEL_NAME, "canary", trained.production) == trained.staging
+    assert (
+        "by test"
+        in client.get_model_version(MODEL_NAME, trained.production).tags["alias_moved.canary"]
+    )
     # The CLI moves it only on evidence; without data, only when forced, and says so.
     command = ["scripts.promote", "--from-alias", "staging", "--to-alias", "canary"]
     refused = run_cli(*command)

@@ -19,8 +19,8 @@ from gateway.contract import version_contract
 from gateway.errors import PREDICT_PREFIX
 from gateway.openapi import openapi_document
 from gateway.settings import Settings
-from model_wrapper.features import FEATURE_NAMES, N_FEATURES
-from model_wrapper.pyfunc import input_contract
+from model_wrapper.model.contract import input_contract
+from model_wrapper.model.features import FEATURE_NAMES, N_FEATURES
 from tests.helpers import SEQ_LEN, LiveGateway
 
 # What a version of this wrapper declares: the document /openapi.json serves once it is served.

@@ -256,8 +256,8 @@ def test_train_register_serve_and_reload_against_a_postgresql_backed_registry(
     import psycopg
     from mlflow import MlflowClient
 
-    from model_wrapper.synthetic import synthetic_candles
-    from model_wrapper.training import TrainConfig
+    from model_wrapper.data.synthetic import synthetic_candles
+    from model_wrapper.training.recipe import TrainConfig
 
     with tracking_uri(pg_registry.uri):
         assert mlflow.get_registry_uri() == pg_registry.uri

@@ -32,7 +32,7 @@ def test_conda_yaml_python_env_and_pyproject_name_the_same_pinned_dependencies()
 
 
 def test_the_logged_models_requirements_match_the_pins() -> None:
-    from model_wrapper.publish import pip_requirements
+    from model_wrapper.registry.publish import pip_requirements
 
     pins = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
     assert set(pip_requirements()) <= pins

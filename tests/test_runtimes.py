@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model_wrapper import pyfunc
-from model_wrapper.features import N_FEATURES
-from model_wrapper.network import build_network
-from model_wrapper.synthetic import synthetic_candles
-from model_wrapper.training import fit_scaler, make_windows, scaled_inputs
+from model_wrapper.data.synthetic import synthetic_candles
+from model_wrapper.data.windows import make_windows
+from model_wrapper.model import runtime as pyfunc
+from model_wrapper.model.features import N_FEATURES
+from model_wrapper.training.network import build_network
+from model_wrapper.training.recipe import fit_scaler, scaled_inputs
 from tests.helpers import SEQ_LEN
 
 
@@ -74,7 +75,7 @@ def no_xla(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_numpy_serves_what_the_project_trains(network: Any, x: np.ndarray) -> None:
-    infer, runtime = pyfunc._compile(network, SEQ_LEN, N_FEATURES)
+    infer, runtime = pyfunc.pick_runtime(network, SEQ_LEN, N_FEATURES)
     assert runtime == "numpy"
     assert_serves_like_the_graph(infer, network, x)
 
@@ -99,13 +100,13 @@ def test_a_numpy_forward_that_disagrees_is_not_served(
         return lambda batch: graph_outputs(network, batch) * (1 + 1e-3)
 
     monkeypatch.setattr(pyfunc, "numpy_forward", off_by_a_little)
-    infer, runtime = pyfunc._compile(network, SEQ_LEN, N_FEATURES)
+    infer, runtime = pyfunc.pick_runtime(network, SEQ_LEN, N_FEATURES)
     assert runtime == "graph"
     assert_serves_like_the_graph(infer, network, x)
 
 
 def test_xla_when_numpy_cannot_serve(network: Any, x: np.ndarray, no_numpy_forward: None) -> None:
-    infer, runtime = pyfunc._compile(network, SEQ_LEN, N_FEATURES)
+    infer, runtime = pyfunc.pick_runtime(network, SEQ_LEN, N_FEATURES)
     assert runtime == "xla"  # XLA compiles on this platform (Linux x86-64 CPU)
     assert_serves_like_the_graph(infer, network, x)
 
@@ -113,7 +114,7 @@ def test_xla_when_numpy_cannot_serve(network: Any, x: np.ndarray, no_numpy_forwa
 def test_the_graph_when_xla_fails_to_compile(
     network: Any, x: np.ndarray, no_numpy_forward: None, no_xla: None
 ) -> None:
-    infer, runtime = pyfunc._compile(network, SEQ_LEN, N_FEATURES)
+    infer, runtime = pyfunc.pick_runtime(network, SEQ_LEN, N_FEATURES)
     assert runtime == "graph"
     assert_serves_like_the_graph(infer, network, x)
 

@@ -10,9 +10,9 @@ import httpx
 import numpy as np
 import pytest
 
-from model_wrapper.candles import load_candles
-from model_wrapper.features import window_from_candles
-from model_wrapper.synthetic import synthetic_candles
+from model_wrapper.data.candles import load_candles
+from model_wrapper.data.synthetic import synthetic_candles
+from model_wrapper.model.features import window_from_candles
 from scripts.score_predictions import main, read_log, score
 from tests.helpers import SEQ_LEN, LiveGateway, wait_for
 

@@ -25,9 +25,14 @@ from gateway.contract import (
 from gateway.errors import ReloadFailed
 from gateway.registry_source import RegistrySource, as_forecasts
 from gateway.settings import Settings
-from model_wrapper.features import FEATURE_NAMES, N_FEATURES
-from model_wrapper.publish import PYFUNC_FILE, pip_requirements, signature
-from model_wrapper.pyfunc import input_contract
+from model_wrapper.model.contract import input_contract
+from model_wrapper.model.features import FEATURE_NAMES, N_FEATURES
+from model_wrapper.registry.publish import (
+    MODEL_PACKAGE,
+    PYFUNC_FILE,
+    pip_requirements,
+    signature,
+)
 from tests.helpers import MODEL_NAME, SEQ_LEN, Registry, TrainedVersions, real_windows
 
 CLOSE = FEATURE_NAMES.index("close")
@@ -63,6 +68,7 @@ def legacy_version(
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_FILE),
+            code_paths=[str(MODEL_PACKAGE)],
             artifacts={
                 "keras_model": str(parts / "network.keras"),
                 "scaler": str(parts / "scaler.json"),

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_wrapper.features import compute_features
-from model_wrapper.synthetic import synthetic_candles
+from model_wrapper.data.synthetic import synthetic_candles
+from model_wrapper.model.features import compute_features
 
 SEEDS = (0, 1, 42)
 N = 3000

@@ -9,15 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_wrapper.synthetic import synthetic_candles
-from model_wrapper.training import (
-    Fitted,
-    TrainConfig,
-    Windows,
-    fit_recipe,
-    make_windows,
-    scaled_inputs,
-)
+from model_wrapper.data.synthetic import synthetic_candles
+from model_wrapper.data.windows import Windows, make_windows
+from model_wrapper.training.recipe import Fitted, TrainConfig, fit_recipe, scaled_inputs
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +44,9 @@ def test_an_ensemble_saves_and_loads_as_one_model(
 def test_numpy_serves_an_ensemble_as_the_tensorflow_graph_does(
     ensemble: Fitted, windows: Windows
 ) -> None:
-    from model_wrapper.pyfunc import _compile
+    from model_wrapper.model.runtime import pick_runtime
 
-    infer, backend = _compile(ensemble.network, 12, 18)
+    infer, backend = pick_runtime(ensemble.network, 12, 18)
     assert backend == "numpy"
     x = scaled_inputs(windows.x, ensemble.scaler)
     expected = np.asarray(ensemble.network(x, training=False))
@@ -61,7 +55,7 @@ def test_numpy_serves_an_ensemble_as_the_tensorflow_graph_does(
 
 
 def test_short_fits_run_eagerly_and_long_ones_as_graphs(ensemble: Fitted) -> None:
-    from model_wrapper.network import EAGER_MAX_STEPS, runs_eagerly
+    from model_wrapper.training.network import EAGER_MAX_STEPS, runs_eagerly
 
     assert runs_eagerly(300, 1, 64) and runs_eagerly(64 * EAGER_MAX_STEPS, 1, 64)
     assert not runs_eagerly(64 * EAGER_MAX_STEPS + 1, 1, 64)

@@ -22,8 +22,8 @@ from mlflow.exceptions import MlflowException
 
 from gateway.contract import FLOAT32_MAX, shape_contract, version_contract
 from gateway.validation import InvalidRequest, PredictRequest, parse_predict, parse_reload
-from model_wrapper.features import FEATURE_NAMES, N_FEATURES
-from model_wrapper.pyfunc import check_windows, input_contract
+from model_wrapper.model.contract import check_windows, input_contract
+from model_wrapper.model.features import FEATURE_NAMES, N_FEATURES
 from tests.helpers import PROPERTY_EXAMPLES, SEQ_LEN, real_windows
 
 T, F = SEQ_LEN, N_FEATURES

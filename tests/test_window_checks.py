@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model_wrapper.features import FEATURE_NAMES, N_FEATURES
-from model_wrapper.pyfunc import InputRefused, check_windows, input_contract
+from model_wrapper.model.contract import InputRefused, check_windows, input_contract
+from model_wrapper.model.features import FEATURE_NAMES, N_FEATURES
 from tests.helpers import SEQ_LEN, real_windows
 
 WINDOW = real_windows(1)[0]

@@ -99,7 +99,7 @@ class Protocol:
     def window(self, x: Any) -> Any:
         """A [T, F] list or array as is; a DataFrame of candles through window_from_candles."""
         if hasattr(x, "columns") and hasattr(x, "iloc"):
-            from model_wrapper.features import window_from_candles
+            from model_wrapper.model.features import window_from_candles
 
             candles: pd.DataFrame = x
             return window_from_candles(candles, self.seq_len)

@@ -35,11 +35,15 @@ WARMUP = 20
 CANDLE_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
+class CandlesRefused(ValueError):
+    """Candles the features cannot be computed from (a column missing, too few rows)."""
+
+
 def compute_features(candles: pd.DataFrame) -> pd.DataFrame:
     """One row of FEATURE_NAMES per candle, the first WARMUP rows dropped (incomplete)."""
     missing = [c for c in CANDLE_COLUMNS if c not in candles.columns]
     if missing:
-        raise ValueError(f"candles lack columns {missing}; expected {list(CANDLE_COLUMNS)}")
+        raise CandlesRefused(f"candles lack columns {missing}; expected {list(CANDLE_COLUMNS)}")
     o, h, lo, c, v = (candles[name].astype("float64") for name in CANDLE_COLUMNS)
     log_ret = np.log(c / c.shift(1))
     ema_12 = c.ewm(span=12, adjust=False).mean()
@@ -92,7 +96,7 @@ def window_from_candles(candles: pd.DataFrame, seq_len: int = DEFAULT_SEQ_LEN) -
     (at least `min_candles(seq_len)`); the answer forecasts the close after the last candle.
     """
     if len(candles) < min_candles(seq_len):
-        raise ValueError(
+        raise CandlesRefused(
             f"need at least {min_candles(seq_len)} candles for a window of {seq_len} steps, "
             f"got {len(candles)}"
         )

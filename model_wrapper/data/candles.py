@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model_wrapper.features import CANDLE_COLUMNS
+from model_wrapper.errors import UsageError
+from model_wrapper.model.features import CANDLE_COLUMNS
 
 # "Adj Close" is optional: it is never used, and many exports leave it out.
 YAHOO_HEADER = ("date", "open", "high", "low", "close", "volume")
@@ -21,7 +22,7 @@ GENERIC_HEADER = ("timestamp", "open", "high", "low", "close", "volume")
 BINANCE_COLUMNS = 12  # open time, OHLCV, close time, quote volume, trades, taker x2, ignore
 
 
-class CandleFileError(ValueError):
+class CandleFileError(UsageError, ValueError):
     def __init__(self, path: Path | str, line: int | None, problem: str) -> None:
         where = f"{path}, line {line}" if line is not None else str(path)
         super().__init__(f"{where}: {problem}")

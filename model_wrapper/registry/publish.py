@@ -17,19 +17,19 @@ from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from model_wrapper.pyfunc import (
-    NUMPY_WEIGHTS,
-    OUTPUT_COLUMNS,
-    input_contract,
-    verified_numpy_weights,
-)
+from model_wrapper.defaults import DEFAULT_MODEL_NAME
+from model_wrapper.model.contract import input_contract
+from model_wrapper.model.runtime import NUMPY_WEIGHTS, verified_numpy_weights
+from model_wrapper.model.transforms import OUTPUT_COLUMNS
+from model_wrapper.registry.aliases import move_alias
 
 if TYPE_CHECKING:
     import keras
 
-DEFAULT_MODEL_NAME = "BTC_LSTM_Production"
-DEFAULT_ALIAS = "staging"
-PYFUNC_FILE = Path(__file__).with_name("pyfunc.py")
+# The models-from-code file MLflow runs to load a version, and the package it loads (logged
+# with every version as `code_paths`: the version carries its own code, features included).
+MODEL_PACKAGE = Path(__file__).resolve().parents[1] / "model"
+PYFUNC_FILE = MODEL_PACKAGE / "pyfunc.py"
 # What the model needs wherever it is served; pinned to what trained it.
 REQUIREMENTS = ("mlflow", "tensorflow", "keras", "numpy")
 
@@ -61,6 +61,7 @@ def log_forecaster(
     extra_metadata: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
     description: str | None = None,
+    moved_by: str = "train",
 ) -> str:
     """Log the pyfunc in the active run, register it, point `alias` (if named) at it; returns
     the version. No alias moves unless the caller names one: aliases move on evidence.
@@ -98,6 +99,7 @@ def log_forecaster(
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_FILE),
+            code_paths=[str(MODEL_PACKAGE)],
             artifacts=artifacts,
             signature=signature(),
             input_example=input_example.astype(np.float32),
@@ -115,17 +117,5 @@ def log_forecaster(
     if description:
         client.update_model_version(registered_model_name, version, description=description)
     if alias:
-        client.set_registered_model_alias(registered_model_name, alias, version)
+        move_alias(registered_model_name, alias, version, moved_by=moved_by)
     return version
-
-
-def set_alias(registered_model_name: str, alias: str, version: str) -> None:
-    MlflowClient().set_registered_model_alias(registered_model_name, alias, str(version))
-
-
-def promote(registered_model_name: str, from_alias: str, to_alias: str) -> str:
-    """Point `to_alias` at the version behind `from_alias` (e.g. staging -> Production)."""
-    client = MlflowClient()
-    version = client.get_model_version_by_alias(registered_model_name, from_alias).version
-    client.set_registered_model_alias(registered_model_name, to_alias, version)
-    return str(version)

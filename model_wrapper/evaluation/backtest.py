@@ -15,11 +15,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from model_wrapper.data import DataSource
-from model_wrapper.evaluation import ewma_fhs_interval, score_forecasts
-from model_wrapper.pyfunc import LOWER, POINT, UPPER
-from model_wrapper.report import backtest_report
-from model_wrapper.training import TrainConfig, Windows, fit_recipe, make_windows
+from model_wrapper.data.sources import DataSource
+from model_wrapper.data.windows import Windows, make_windows
+from model_wrapper.errors import UsageError
+from model_wrapper.evaluation.metrics import ewma_fhs_interval, score_forecasts
+from model_wrapper.evaluation.reports import backtest_report
+from model_wrapper.model.transforms import LOWER, POINT, UPPER
+from model_wrapper.training.recipe import TrainConfig, fit_recipe
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class BacktestResult:
 def periods(times: pd.DatetimeIndex, start: pd.Timestamp, refit_days: int) -> list[Period]:
     """Consecutive periods of `refit_days` from `start` up to the last target time."""
     if start <= times[0] or start > times[-1]:
-        raise ValueError(
+        raise UsageError(
             f"start {start:%Y-%m-%d} must fall inside the data's targets, "
             f"{times[0]:%Y-%m-%d} .. {times[-1]:%Y-%m-%d}"
         )

@@ -9,7 +9,6 @@ source's on the input example before any alias moves.
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +19,15 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.models import Model
 
-from model_wrapper.publish import log_forecaster
-from model_wrapper.pyfunc import check_windows
+from model_wrapper.errors import UsageError
+from model_wrapper.model.contract import check_windows
+from model_wrapper.registry.aliases import move_alias
+from model_wrapper.registry.publish import log_forecaster
+from model_wrapper.registry.uris import resolve_version
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
-_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/]+))$")
 # Version tags about the network and its data, which a new wrapper leaves true.
 CARRIED_TAGS = ("data_source", "data_digest", "train_start", "train_end")
 CARRIED_TAG_PREFIX = "holdout_"
@@ -48,16 +49,8 @@ class Rewrapped:
 
 def source_version(uri: str) -> ModelVersion:
     """The registered version behind models:/NAME/N or models:/NAME@alias."""
-    match = _VERSION_URI.match(uri)
-    if not match:
-        raise ValueError(
-            "source must be a registered version, models:/NAME/N or models:/NAME@alias; "
-            f"got {uri!r}"
-        )
-    client = MlflowClient()
-    if match["alias"]:
-        return client.get_model_version_by_alias(match["name"], match["alias"])
-    return client.get_model_version(match["name"], match["version"])
+    name, version = resolve_version(uri)
+    return MlflowClient().get_model_version(name, version)
 
 
 def rewrap(
@@ -129,7 +122,7 @@ def rewrap(
         ),
     )
     if alias and same:
-        client.set_registered_model_alias(name, alias, version)
+        move_alias(name, alias, version, moved_by="wrap")
     return Rewrapped(
         name=name,
         version=version,
@@ -152,7 +145,7 @@ def _artifacts(local: Path, uri: str) -> dict[str, Path]:
     paths = {key: local / entry["path"] for key, entry in flavor.get("artifacts", {}).items()}
     missing = sorted({"keras_model", "scaler", "metadata"} - paths.keys())
     if missing:
-        raise ValueError(f"{uri} is not a forecaster logged by this project: it has no {missing}")
+        raise UsageError(f"{uri} is not a forecaster logged by this project: it has no {missing}")
     return paths
 
 
@@ -161,8 +154,8 @@ def _input_example(local: Path, metadata: dict[str, Any]) -> np.ndarray:
     seq_len, n_features = int(metadata["seq_len"]), int(metadata["n_features"])
     example: Any = Model.load(str(local / "MLmodel")).load_input_example(str(local))
     if example is None:
-        from model_wrapper.features import window_from_candles
-        from model_wrapper.synthetic import synthetic_candles
+        from model_wrapper.data.synthetic import synthetic_candles
+        from model_wrapper.model.features import window_from_candles
 
         example = [window_from_candles(synthetic_candles(seq_len + 60, seed=0), seq_len)]
     windows = check_windows(example, seq_len, n_features, list(metadata["feature_names"]))
@@ -170,7 +163,7 @@ def _input_example(local: Path, metadata: dict[str, Any]) -> np.ndarray:
 
 
 def _outputs(pyfunc: Any, example: np.ndarray) -> dict[str, np.ndarray]:
-    from model_wrapper.evidence import forecast_columns
+    from model_wrapper.evaluation.evaluate import forecast_columns
 
     # float32 [N, T, F]: what every version's signature so far accepts.
     return forecast_columns(pyfunc.predict(example))

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from model_wrapper.candles import load_candles
-from model_wrapper.synthetic import synthetic_candles
+from model_wrapper.data.candles import load_candles
+from model_wrapper.data.synthetic import synthetic_candles
+from model_wrapper.errors import UsageError
 
 if TYPE_CHECKING:
     from mlflow.data.pandas_dataset import PandasDataset
@@ -61,7 +62,7 @@ def load_data(spec: str, default_rows: int = DEMO_ROWS, min_rows: int = 1) -> Da
     if spec == "synthetic" or spec.startswith("synthetic:"):
         rows_text = spec.partition(":")[2] or str(default_rows)
         if not rows_text.isdigit() or int(rows_text) < min_rows:
-            raise ValueError(
+            raise UsageError(
                 f"data {spec!r}: expected 'synthetic' or 'synthetic:N' with N >= {min_rows} rows"
             )
         rows = int(rows_text)

@@ -1,4 +1,4 @@
-"""Evidence for alias moves: evaluate a logged model out of sample, and the promotion gate.
+"""Evaluate a logged model out of sample: the evidence `promote` and `wrap` act on.
 
 A version records the period it was trained on (`train_end` in its metadata); only windows
 whose target candle comes after it (and after the baseline's) are scored, beside persistence,
@@ -8,7 +8,6 @@ the EWMA-FHS interval and, when given, a baseline version such as the alias's cu
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,17 +16,17 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
-from model_wrapper.data import DataSource
-from model_wrapper.evaluation import compare_to_baseline, ewma_fhs_interval, score_forecasts
-from model_wrapper.pyfunc import LOWER, POINT, UPPER
-from model_wrapper.report import forecast_report
-from model_wrapper.training import Windows, make_windows
+from model_wrapper.data.sources import DataSource
+from model_wrapper.data.windows import Windows, make_windows
+from model_wrapper.errors import UsageError
+from model_wrapper.evaluation.gate import gate
+from model_wrapper.evaluation.metrics import compare_to_baseline, ewma_fhs_interval, score_forecasts
+from model_wrapper.evaluation.reports import forecast_report
+from model_wrapper.model.transforms import LOWER, POINT, UPPER
+from model_wrapper.registry.uris import parse_model_uri, resolve_version
 
-_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>.+))$")
-COVERAGE_TOLERANCE = 0.05  # accepted: |interval coverage - level| <= this
 
-
-class NoEvidence(ValueError):
+class NoEvidence(UsageError):
     """The data holds no window after the model's training period, or the model has no period."""
 
 
@@ -59,14 +58,8 @@ class Evaluation:
 def load(uri: str) -> LoadedModel:
     """The model behind `uri` (models:/NAME/N, models:/NAME@alias, runs:/...), with its period."""
     name = version = None
-    match = _REGISTRY_URI.match(uri)
-    if match:
-        name = match["name"]
-        client = MlflowClient()
-        if match["alias"]:
-            version = str(client.get_model_version_by_alias(name, match["alias"]).version)
-        else:
-            version = str(client.get_model_version(name, match["version"]).version)
+    if parse_model_uri(uri) is not None:
+        name, version = resolve_version(uri)
         uri = f"models:/{name}/{version}"  # the alias may move while we work
     pyfunc = mlflow.pyfunc.load_model(uri)
     meta = pyfunc.metadata.metadata or {}
@@ -201,33 +194,15 @@ def evaluate(
     return Evaluation(run.info.run_id, metrics, first, last, model, baseline)
 
 
-def gate(evaluation: Evaluation, tolerance: float) -> list[str]:
-    """Why the evaluated model must not take the alias; empty when it may."""
-    m, level = evaluation.metrics, evaluation.model.interval_level
-    reasons = []
-    ratio = m["mae_ratio_to_persistence"]
-    if not ratio <= 1 + tolerance:
-        reasons.append(
-            f"its MAE ({m['mae']:.2f} USD) is {ratio:.4f} x persistence's "
-            f"({m['persistence_mae']:.2f} USD); the gate allows {1 + tolerance:.4f}"
-        )
-    if evaluation.baseline is not None:
-        to_champion = m["mae_ratio_to_baseline"]
-        if not to_champion <= 1 + tolerance:
-            reasons.append(
-                f"its MAE is {to_champion:.4f} x that of the current holder, version "
-                f"{evaluation.baseline.version} ({m['baseline_mae']:.2f} USD); the gate allows "
-                f"{1 + tolerance:.4f}"
-            )
-    coverage = m["interval_coverage"]
-    if math.isnan(coverage):
-        reasons.append(f"it gives no {level:.0%} interval")
-    elif abs(coverage - level) > COVERAGE_TOLERANCE:
-        reasons.append(
-            f"its {level:.0%} interval covers {coverage:.3f} of the outcomes; the gate accepts "
-            f"{level - COVERAGE_TOLERANCE:.2f} .. {level + COVERAGE_TOLERANCE:.2f}"
-        )
-    return reasons
+def gate_reasons(evaluation: Evaluation, tolerance: float) -> list[str]:
+    """Why the evaluated model must not take the alias (the one gate); empty when it may."""
+    baseline = evaluation.baseline
+    return gate(
+        evaluation.metrics,
+        evaluation.model.interval_level,
+        tolerance,
+        holder=baseline.version if baseline is not None else None,
+    )
 
 
 def describe(evaluation: Evaluation) -> str:
