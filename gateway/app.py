@@ -2,7 +2,7 @@
 
 Building the app acquires nothing: the lifespan creates the threads, the download folder, the
 aiohttp session and the prediction log when the server starts, hands them to the routes as
-lifespan state (`request.state`, see gateway/routes.py) and closes them when it stops.
+the typed lifespan state (gateway/state.py) and closes them when it stops.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.types import Scope
@@ -31,6 +30,7 @@ from gateway.routes import EXCEPTION_HANDLERS, routes
 from gateway.served_model import ModelSource, ServedModels
 from gateway.service import Gateway
 from gateway.settings import Settings
+from gateway.state import State
 from gateway.webhooks.delivery import CallbackSender
 from gateway.webhooks.policy import create_session
 
@@ -67,7 +67,7 @@ def create_app(
 @contextlib.asynccontextmanager
 async def lifespan(
     settings: Settings, metrics: Metrics, source: ModelSource | None, in_flight: InFlight
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[State]:
     """Opens what a running gateway holds, yields it as the routes' state, then closes it."""
     async with contextlib.AsyncExitStack() as stack:
         prediction_log = None
@@ -122,15 +122,15 @@ async def lifespan(
                 )
             )
         stack.push_async_callback(_cancel, tasks)
-        yield {
-            "settings": settings,
-            "metrics": metrics,
-            "gateway": Gateway(models, batcher, sender, metrics),
-            "prediction_log": prediction_log,
-            "openapi": OpenAPIDocuments(settings),
+        yield State(
+            settings=settings,
+            metrics=metrics,
+            gateway=Gateway(models, batcher, sender, metrics),
+            prediction_log=prediction_log,
+            openapi=OpenAPIDocuments(settings),
             # Before a version is served, windows are held to what the configured shape implies.
-            "shape_only": shape_contract(settings.seq_len_required, settings.n_features_required),
-        }
+            shape_only=shape_contract(settings.seq_len_required, settings.n_features_required),
+        )
 
 
 def served_version(scope: Scope) -> str | None:

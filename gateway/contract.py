@@ -75,6 +75,12 @@ class WindowContract:
         object.__setattr__(self, "_low", low)
         object.__setattr__(self, "_high", high)
 
+    @property
+    def close_column(self) -> int | None:
+        """Where the window's close is, when the version names its features."""
+        names = self.feature_names
+        return names.index("close") if "close" in names else None
+
     def refusal(self, window: np.ndarray) -> str | None:
         """Why a float64 [T, F] window breaks the contract (the first rule broken, at its first
         place), or None when it keeps it."""

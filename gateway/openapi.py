@@ -9,7 +9,7 @@ are the gateway's own refusals, made by its own code, so they read exactly as an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -95,15 +95,19 @@ class OpenAPIDocuments:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._rendered: dict[WindowContract | None, bytes] = {}
+        self._rendered: dict[tuple[object, object], bytes] = {}
 
-    def render(self, contract: WindowContract | None) -> bytes:
-        document = self._rendered.get(contract)
+    def render(
+        self, contract: WindowContract | None, example: tuple[tuple[float, ...], ...] | None = None
+    ) -> bytes:
+        """The document for a served version's contract and input example (None: none yet)."""
+        key = (contract, example)
+        document = self._rendered.get(key)
         if document is None:
             if len(self._rendered) >= _DOCUMENTS_KEPT:
                 self._rendered.clear()
-            document = orjson.dumps(openapi_document(self._settings, contract))
-            self._rendered[contract] = document
+            document = orjson.dumps(openapi_document(self._settings, contract, example))
+            self._rendered[key] = document
         return document
 
 
@@ -116,12 +120,17 @@ def _json(ref: str, example: Any) -> dict[str, Any]:
     }
 
 
-def openapi_document(settings: Settings, contract: WindowContract | None = None) -> dict[str, Any]:
+def openapi_document(
+    settings: Settings,
+    contract: WindowContract | None = None,
+    example: Sequence[Sequence[float]] | None = None,
+) -> dict[str, Any]:
+    """The document; `contract` and `example` (a [T, F] window) are the served version's."""
     t, f = settings.seq_len_required, settings.n_features_required
     contract = contract or shape_contract(t, f)
     limit = settings.max_body_bytes
     schemas = component_schemas(settings, contract)
-    window = example_window(t, f)
+    window = example_window(t, f, example)
     # Required when the gateway has a token; without one /reload is open (`{}`: no auth).
     reload_security: list[dict[str, list[str]]] = [{"adminToken": []}]
     if settings.admin_token is None:

@@ -3,12 +3,18 @@ them together with the paths). X's schema is the window contract's (gateway/cont
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from gateway.contract import WindowContract
 from gateway.settings import Settings
-from model_wrapper.data.synthetic import synthetic_candles
-from model_wrapper.model.features import N_FEATURES, min_candles, window_from_candles
+
+# A real 12 x 18 window (cut from seeded synthetic candles by the model's feature code), for the
+# /predict example before a version is served; a served version's own input example replaces it.
+EXAMPLE_WINDOW_FILE = Path(__file__).with_name("example_window.json")
 
 # Examples from the spec (section 2), so that the document and the contract read the same.
 HEALTH_EXAMPLE = {
@@ -45,14 +51,25 @@ METRICS_EXAMPLE = (
 )
 
 
-def example_window(seq_len: int, n_features: int) -> list[list[float]]:
-    """A [T, F] window for the /predict example: built from seeded synthetic candles the way a
-    client builds one, so the model accepts it (zeros where F is not the wrapper's feature set)."""
-    if n_features != N_FEATURES:
-        return [[0.0] * n_features for _ in range(seq_len)]
-    candles = synthetic_candles(min_candles(seq_len) + 20, seed=7)
-    # Six significant digits keep the example short and still a window the model accepts.
-    return [[float(f"{v:.6g}") for v in row] for row in window_from_candles(candles, seq_len)]
+def example_window(
+    seq_len: int, n_features: int, served: Sequence[Sequence[float]] | None = None
+) -> list[list[float]]:
+    """A [T, F] window for the /predict example, so that "Try it out" gets a forecast: the
+    served version's logged input example, else the stored window of the default shape, else
+    (another shape, before a version is served) zeros."""
+    if served is not None and (len(served), len(served[0])) == (seq_len, n_features):
+        # Six significant digits keep the example short and still a window the model accepts.
+        return [[float(f"{v:.6g}") for v in row] for row in served]
+    stored = _stored_window()
+    if (len(stored), len(stored[0])) == (seq_len, n_features):
+        return stored
+    return [[0.0] * n_features for _ in range(seq_len)]
+
+
+@cache
+def _stored_window() -> list[list[float]]:
+    window: list[list[float]] = json.loads(EXAMPLE_WINDOW_FILE.read_text())
+    return window
 
 
 def _served(status: str) -> dict[str, Any]:
@@ -114,7 +131,8 @@ def component_schemas(settings: Settings, contract: WindowContract) -> dict[str,
                 "X": {
                     "type": "array",
                     "description": f"[T, F] = [{t}, {f}] raw feature values (SEQ_LEN_REQUIRED "
-                    "x N_FEATURES_REQUIRED), in model_wrapper.features.FEATURE_NAMES order, "
+                    "x N_FEATURES_REQUIRED), in the served version's feature order (the "
+                    "feature names of its contract), "
                     "within the rules the served version declares"
                     + ("" if contract.declared else " (finite, within float32 before one is)"),
                     "minItems": t,

@@ -18,23 +18,32 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 
 from gateway.metrics import Metrics
-from model_wrapper.model.features import FEATURE_NAMES
 
 log = logging.getLogger("gateway.prediction_log")
 
-CLOSE_COLUMN = FEATURE_NAMES.index("close")
 QUEUE_SIZE = 10_000
 
-# (unix time, request id, [T, F] float64 window as the body had it, the answer, route seconds)
-_Entry = tuple[float, str, np.ndarray, dict[str, Any], float]
+
+class Entry(NamedTuple):
+    """One forecast to log: what the route (or the shadow) hands over, formatted off the loop."""
+
+    when: float  # unix time
+    request_id: str
+    role: str  # "served", or "shadow" for the shadow alias's forecast of the same window
+    x: np.ndarray  # [T, F] float64, as the body had it
+    close_column: int | None  # where the window's close is (from the version's contract)
+    answer: Mapping[str, Any]  # model_alias, model_version, pred_btc_close_next, pred_interval
+    candle_time: str | None  # ISO 8601 UTC time of the window's last candle, if the client said
+    latency_s: float | None
 
 
 class RotatingLineFile:
@@ -95,7 +104,7 @@ class PredictionLog:
         self.path = path
         self.include_inputs = include_inputs
         self._file = RotatingLineFile(path, max_bytes, backups, mode)
-        self._queue: queue.Queue[_Entry | None] = queue.Queue(queue_size)
+        self._queue: queue.Queue[Entry | None] = queue.Queue(queue_size)
         self._written = metrics.prediction_log_lines
         self._dropped_full_queue = metrics.prediction_log_dropped.labels("queue_full")
         self._dropped_write_error = metrics.prediction_log_dropped.labels("write_error")
@@ -105,12 +114,10 @@ class PredictionLog:
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def record(
-        self, request_id: str, x: np.ndarray, answer: dict[str, Any], latency_s: float
-    ) -> None:
-        """Called on the event loop: never blocks, never raises."""
+    def record(self, entry: Entry) -> None:
+        """Called on the event loop (and the shadow's thread): never blocks, never raises."""
         try:
-            self._queue.put_nowait((time.time(), request_id, x, answer, latency_s))
+            self._queue.put_nowait(entry)
         except queue.Full:
             self._dropped_full_queue.inc()
 
@@ -129,16 +136,20 @@ class PredictionLog:
         self._thread.join(max(0.0, deadline - time.monotonic()))
         self._thread = None
 
-    def line(self, entry: _Entry) -> bytes:
-        when, request_id, x, answer, latency_s = entry
+    def line(self, entry: Entry) -> bytes:
+        x, answer, column = entry.x, entry.answer, entry.close_column
         fields: dict[str, Any] = {
-            "time": datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds"),
-            "request_id": request_id,
+            "time": datetime.fromtimestamp(entry.when, UTC).isoformat(timespec="milliseconds"),
+            "request_id": entry.request_id,
+            "role": entry.role,
             "model_alias": answer["model_alias"],
             "model_version": answer["model_version"],
-            # The close the forecast starts from: the key that matches the line to its candle.
-            "last_close": float(x[-1, CLOSE_COLUMN]),
+            # The close the forecast starts from: what matches the line to its candle when the
+            # client gave no candle_time (null for a version whose features name no close).
+            "last_close": float(x[-1, column]) if column is not None else None,
         }
+        if entry.candle_time is not None:
+            fields["candle_time"] = entry.candle_time
         if self.include_inputs:
             fields["X"] = x
         else:
@@ -146,7 +157,8 @@ class PredictionLog:
             fields["x_sha256"] = hashlib.sha256(x.astype("<f4").tobytes()).hexdigest()
         fields["pred_btc_close_next"] = answer["pred_btc_close_next"]
         fields["pred_interval"] = answer.get("pred_interval")
-        fields["latency_ms"] = round(latency_s * 1000, 3)
+        if entry.latency_s is not None:
+            fields["latency_ms"] = round(entry.latency_s * 1000, 3)
         return orjson.dumps(fields, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
 
     def _run(self) -> None:

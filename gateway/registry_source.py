@@ -87,7 +87,7 @@ class RegistrySource:
             local = self._download(version)
             contract = self._read_contract(version, local)
             pyfunc = self._load_pyfunc(local)
-            model = served(alias, version, pyfunc, contract)
+            model = served(alias, version, pyfunc, contract, _input_example(local))
             self._smoke_test(model)
         except ReloadFailed:
             raise
@@ -146,8 +146,14 @@ class RegistrySource:
             )
 
 
-def served(alias: str, version: str, pyfunc: Any, contract: WindowContract) -> ServedModel:
-    """A loaded pyfunc as the gateway serves it."""
+def served(
+    alias: str,
+    version: str,
+    pyfunc: Any,
+    contract: WindowContract,
+    example: tuple[tuple[float, ...], ...] | None = None,
+) -> ServedModel:
+    """A loaded pyfunc as the gateway serves it (`example`: a window it logged, for /docs)."""
     level = (pyfunc.metadata.metadata or {}).get("forecast", {}).get("interval_level")
     # Windows reach the model as float64; versions whose signature names float32 (logged before
     # the wrapper took any dtype) get float32 through their predict.
@@ -159,7 +165,23 @@ def served(alias: str, version: str, pyfunc: Any, contract: WindowContract) -> S
         interval_level=float(level) if level is not None else None,
         contract=how.contract,
         runtime=how.runtime,
+        example=example,
     )
+
+
+def _input_example(local: Path) -> tuple[tuple[float, ...], ...] | None:
+    """The first window of the version's logged input example ([1, T, F] or [T, F]), if any."""
+    import mlflow
+
+    try:
+        example = mlflow.models.Model.load(str(local)).load_input_example(str(local))
+        window = np.asarray(example, dtype=np.float64)
+    except Exception:  # no example, or one that is not numbers: the document's own serves
+        return None
+    window = window[0] if window.ndim == 3 else window
+    if window.ndim != 2 or not np.isfinite(window).all():
+        return None
+    return tuple(tuple(row) for row in window.tolist())
 
 
 def _registry_failure(uri: str, e: BaseException) -> str:

@@ -1,9 +1,6 @@
 """The routes and the error mapping: HTTP only, the work is gateway/service.py's.
 
-Each route reads what it needs from the request's state, which the app's lifespan fills in
-(gateway/app.py): `settings`, `metrics`, `gateway` (the service), `prediction_log`
-(None when off), `openapi` (the documents, rendered once per served contract) and
-`shape_only` (the window contract the settings imply, used until a version is served).
+Each route reads what it needs from the lifespan's typed state (gateway/state.py).
 """
 
 from __future__ import annotations
@@ -37,11 +34,10 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.http_limits import CLIENT_GONE, READ_TIMED_OUT
-from gateway.metrics import Metrics
-from gateway.openapi import TITLE, OpenAPIDocuments
-from gateway.prediction_log import PredictionLog
-from gateway.service import Gateway
+from gateway.openapi import TITLE
+from gateway.prediction_log import Entry
 from gateway.settings import Settings
+from gateway.state import state
 from gateway.validation import InvalidRequest, parse_predict, parse_reload
 
 T = TypeVar("T")
@@ -111,13 +107,11 @@ async def _disconnected(request: Request) -> None:
 
 
 async def health(request: Request) -> Response:
-    gateway: Gateway = request.state.gateway
-    return JSONResponse(gateway.health())
+    return JSONResponse(state(request)["gateway"].health())
 
 
 async def ready(request: Request) -> Response:
-    gateway: Gateway = request.state.gateway
-    answer = gateway.ready()
+    answer = state(request)["gateway"].ready()
     if answer is None:
         return JSONResponse({"status": "not ready", "model_loaded": False}, status_code=503)
     return JSONResponse(answer)
@@ -125,32 +119,44 @@ async def ready(request: Request) -> Response:
 
 async def predict(request: Request) -> Response:
     started = time.perf_counter()
-    settings: Settings = request.state.settings
-    gateway: Gateway = request.state.gateway
+    app = state(request)
+    settings, gateway = app["settings"], app["gateway"]
     refuse_cross_site(request, settings, PREDICT_PREFIX)
     body = await read_body(request, settings.max_body_bytes, PREDICT_PREFIX)
     model = gateway.store.current
-    contract: WindowContract = (model and model.contract) or request.state.shape_only
+    contract: WindowContract = (model and model.contract) or app["shape_only"]
     try:
         payload = parse_predict(body, contract)
     except InvalidRequest as e:
         raise PredictFailed(str(e)) from None
-    state = request.scope["state"]
+    per_request = request.scope["state"]
+    request_id = per_request["request_id"]
     try:
-        answer, state["model_version"] = await gateway.predict(
-            payload, state["request_id"], state.get(CLIENT_GONE)
-        )
+        answer, served = await gateway.predict(payload, request_id, per_request.get(CLIENT_GONE))
     except ClientLeft:
         raise ClientDisconnect() from None
-    prediction_log: PredictionLog | None = request.state.prediction_log
+    per_request["model_version"] = served.version
+    prediction_log = app["prediction_log"]
     if prediction_log is not None:
-        prediction_log.record(state["request_id"], payload.x, answer, time.perf_counter() - started)
+        column = served.contract.close_column if served.contract is not None else None
+        prediction_log.record(
+            Entry(
+                time.time(),
+                request_id,
+                "served",
+                payload.x,
+                column,
+                answer,
+                payload.candle_time,
+                time.perf_counter() - started,
+            )
+        )
     return JSONResponse(answer)
 
 
 async def reload(request: Request) -> Response:
-    settings: Settings = request.state.settings
-    gateway: Gateway = request.state.gateway
+    app = state(request)
+    settings, gateway = app["settings"], app["gateway"]
     refuse_cross_site(request, settings, RELOAD_PREFIX)
     if settings.admin_token and not token_matches(
         request.headers.get("authorization", ""), settings.admin_token
@@ -166,15 +172,14 @@ async def reload(request: Request) -> Response:
 
 
 async def openapi_json(request: Request) -> Response:
-    documents: OpenAPIDocuments = request.state.openapi
-    model = request.state.gateway.store.current
-    return Response(
-        documents.render(model.contract if model else None), media_type="application/json"
-    )
+    app = state(request)
+    documents, model = app["openapi"], app["gateway"].store.current
+    document = documents.render(model.contract, model.example) if model else documents.render(None)
+    return Response(document, media_type="application/json")
 
 
 async def metrics_text(request: Request) -> Response:
-    metrics: Metrics = request.state.metrics
+    metrics = state(request)["metrics"]
     return Response(metrics.render(), media_type=metrics.content_type)
 
 

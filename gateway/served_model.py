@@ -56,6 +56,7 @@ class ServedModel:
     interval_level: float | None = None
     contract: WindowContract | None = None  # None: the shape the settings name (a stand-in)
     runtime: str | None = None  # what runs the network, as the version reports it
+    example: tuple[tuple[float, ...], ...] | None = None  # a [T, F] window the version logged
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.batcher import Batcher
 from gateway.metrics import Metrics
-from gateway.served_model import ServedModels
+from gateway.served_model import ServedModel, ServedModels
 from gateway.validation import PredictRequest
 from gateway.webhooks.delivery import CallbackSender
 
@@ -36,9 +36,9 @@ class Gateway:
         request: PredictRequest,
         request_id: str,
         client_gone: Callable[[], bool] | None = None,
-    ) -> tuple[dict[str, Any], str]:
-        """The answer, and the version that computed it (for the access log). ClientLeft when
-        `client_gone` says the client left before its window ran."""
+    ) -> tuple[dict[str, Any], ServedModel]:
+        """The answer, and the model that computed it. ClientLeft when `client_gone` says the
+        client left before its window ran."""
         forecast, model = await self.batcher.predict(request.x, client_gone)
         interval = (
             {"lower": forecast.lower, "upper": forecast.upper, "level": model.interval_level}
@@ -69,7 +69,7 @@ class Gateway:
             answer["posted_to_callback"] = result.ok
             if not result.ok:
                 answer["callback_error"] = result.error
-        return answer, model.version
+        return answer, model
 
     def ready(self) -> dict[str, Any] | None:
         model = self.store.current

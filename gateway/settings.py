@@ -1,11 +1,19 @@
-"""Gateway settings, read once from an environment mapping into a frozen object."""
+"""Gateway settings: each declared once, below, with its variable, default, reader and meaning;
+read once from an environment mapping into a frozen object.
+
+The declaration is the one source: `from_environ` reads every field by it, and
+docs/configuration.md's table is `settings_table()` (tests/unit/test_settings.py keeps the
+two equal, and the Kubernetes ConfigMap's keys within the declared variables).
+`python -m gateway.settings` prints the table.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 from gateway.aliases import alias_refusal
 from gateway.webhooks.policy import IPNetwork, parse_networks
@@ -18,124 +26,291 @@ class SettingsError(ValueError):
     """A variable has a value the gateway cannot start with; the message names it."""
 
 
+def setting(env: str, default: Any, read: str, doc: str, **options: Any) -> Any:
+    """A field read from `env` by `_Reader.<read>(env, default, **options)`; `doc` is its line
+    in the configuration table. (Typed Any so that a field keeps its own annotation.)"""
+    return field(
+        default=default, metadata={"env": env, "read": read, "doc": doc, "options": options}
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     # The spec's five variables.
-    mlflow_tracking_uri: str = "http://127.0.0.1:5000"
-    registered_model_name: str = "BTC_LSTM_Production"
-    model_alias: str = "staging"
-    seq_len_required: int = 12
-    n_features_required: int = 18
+    mlflow_tracking_uri: str = setting(
+        "MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", "text", "tracking server and model registry"
+    )
+    registered_model_name: str = setting(
+        "REGISTERED_MODEL_NAME", "BTC_LSTM_Production", "text", "registered model to serve"
+    )
+    model_alias: str = setting(
+        "MODEL_ALIAS",
+        "staging",
+        "alias",
+        "alias loaded at start and by an empty `/reload`; an alias name MLflow accepts, never "
+        "`latest` or `v<N>`",
+    )
+    seq_len_required: int = setting(
+        "SEQ_LEN_REQUIRED",
+        12,
+        "integer",
+        "T: rows per window; a version trained for another T is refused",
+        minimum=1,
+    )
+    n_features_required: int = setting(
+        "N_FEATURES_REQUIRED", 18, "integer", "F: features per row", minimum=1
+    )
     # Start-up: retry every interval seconds, give up after timeout seconds (then /reload).
-    model_load_retry_interval: float = 5.0
-    model_load_timeout: float = 300.0
+    model_load_retry_interval: float = setting(
+        "MODEL_LOAD_RETRY_INTERVAL",
+        5.0,
+        "number",
+        "seconds between start-up load attempts",
+        positive=True,
+    )
+    model_load_timeout: float = setting(
+        "MODEL_LOAD_TIMEOUT",
+        300.0,
+        "number",
+        "seconds of start-up attempts before giving up (the server keeps running)",
+    )
+    model_poll_interval: float = setting(
+        "MODEL_POLL_INTERVAL",
+        30.0,
+        "number",
+        "seconds between checks that the served alias still points at the served version (0: off)",
+    )
+    model_cache_size: int = setting(
+        "MODEL_CACHE_SIZE",
+        2,
+        "integer",
+        "loaded versions kept in memory: switching among that many aliases never reloads",
+        minimum=1,
+    )
     # Callbacks: total budget per delivery, optional Standard Webhooks secret, allow-list.
-    callback_timeout: float = 5.0
-    callback_secret: str | None = None
-    callback_allowed_networks: tuple[IPNetwork, ...] = ()
+    callback_timeout: float = setting(
+        "CALLBACK_TIMEOUT",
+        5.0,
+        "number",
+        "total seconds per callback delivery, retries included",
+        positive=True,
+    )
+    callback_secret: str | None = setting(
+        "CALLBACK_SECRET",
+        None,
+        "callback_secret",
+        "Standard Webhooks signing secret (`whsec_<base64>` or any other string); a `whsec_` "
+        "secret that is not base64 stops start-up",
+    )
+    callback_allowed_networks: tuple[IPNetwork, ...] = setting(
+        "CALLBACK_ALLOWED_NETWORKS",
+        (),
+        "networks",
+        "comma-separated CIDRs callbacks may reach although private or loopback (`make run` "
+        "sets `127.0.0.1/32`)",
+    )
+    callback_max_connections: int = setting(
+        "CALLBACK_MAX_CONNECTIONS",
+        100,
+        "integer",
+        "most callback connections open at once, all receivers together",
+        minimum=1,
+    )
+    callback_max_connections_per_host: int = setting(
+        "CALLBACK_MAX_CONNECTIONS_PER_HOST",
+        16,
+        "integer",
+        "most of those one receiver (host and port) may hold: one slow receiver cannot "
+        "starve the others",
+        minimum=1,
+    )
     # Batching: at most this many windows per model call; wait this long for more (0: never).
-    max_batch_size: int = 64
-    max_batch_wait_ms: float = 0.0
-    # Versions kept loaded, so that switching between aliases costs a registry lookup, not a
-    # load: at least the number of aliases /reload switches between.
-    model_cache_size: int = 2
-    # Room for long windows (README: MAX_BODY_BYTES), yet the worst body this size, one of tiny
-    # arrays, parses in little time on the event loop (RELIABILITY.md has the figures).
-    max_body_bytes: int = 256 * 1024
-    # Bearer token that /reload requires when set; unset leaves /reload open.
-    admin_token: str | None = None
-    # Origins (scheme://host[:port]) besides the gateway's own whose browser POSTs are served.
-    allowed_origins: frozenset[str] = frozenset()
-    # Seconds uvicorn lets in-flight requests finish after SIGTERM.
-    shutdown_grace_seconds: float = 10.0
-    # Seconds between checks that the served alias still points at the served version (0: off).
-    model_poll_interval: float = 30.0
-    log_format: str = "text"  # or "json"
-    access_log: bool = True  # one line per request
-    # Prediction log (off when unset): a JSON line per answered prediction, rotated by size.
-    # "{pid}" in the path becomes the process id (one file per uvicorn worker).
-    prediction_log: str | None = None
-    prediction_log_inputs: bool = False  # the whole X instead of its SHA-256
-    prediction_log_max_bytes: int = 100 * 1024 * 1024
-    prediction_log_backups: int = 5
-    prediction_log_mode: int = 0o600  # permissions of a new prediction log file
-    # Connection limits (gateway/http_limits.py) and the callback pool's share per receiver.
-    http_idle_timeout: int = 5
-    http_read_timeout: float = 30.0
-    # Seconds a connection may go without its client reading what the gateway writes.
-    http_write_timeout: float = 30.0
-    http_max_pipeline: int = 8  # requests queued behind the one being answered, per connection
-    http_max_header_bytes: int = 32 * 1024
-    http_max_connections: int = 512
-    # A second listener for liveness and readiness probes only, with connections of its own,
-    # so that clients filling HTTP_MAX_CONNECTIONS cannot fail the probes (None: off).
-    probe_port: int | None = None
-    callback_max_connections: int = 100
-    callback_max_connections_per_host: int = 16
-    # A lone window runs on the event loop, not the model thread, while the served model's
-    # measured cost for one window stays within this many milliseconds (0: always the thread).
-    inline_predict_max_ms: float = 0.5
+    max_batch_size: int = setting(
+        "MAX_BATCH_SIZE", 64, "integer", "most windows coalesced into one model call", minimum=1
+    )
+    max_batch_wait_ms: float = setting(
+        "MAX_BATCH_WAIT_MS",
+        0.0,
+        "number",
+        "how long a batch waits for more requests (0: never waits)",
+        unit="milliseconds",
+    )
+    inline_predict_max_ms: float = setting(
+        "INLINE_PREDICT_MAX_MS",
+        0.5,
+        "number",
+        "a window whose request is the only one being handled, with the model idle, runs on "
+        "the event loop instead of the model thread while the served version's measured CPU "
+        "cost for one window (a moving average) stays within this (0: always the thread; also "
+        "off when `MAX_BATCH_WAIT_MS` > 0)",
+        unit="milliseconds",
+    )
+    # Room for long windows, yet the worst body this size, one of tiny arrays, parses in little
+    # time on the event loop (RELIABILITY.md).
+    max_body_bytes: int = setting(
+        "MAX_BODY_BYTES",
+        256 * 1024,
+        "integer",
+        "larger bodies get 413 without being read (a 12 x 18 window is about 5 KB, a 365 x 18 "
+        "one about 130 KB)",
+        minimum=1024,
+    )
+    admin_token: str | None = setting(
+        "GATEWAY_ADMIN_TOKEN",
+        None,
+        "bearer_token",
+        "when set, `/reload` needs `Authorization: Bearer <token>` (else 401); an RFC 6750 "
+        "bearer token (ASCII letters, digits, `-._~+/`, optional trailing `=`)",
+    )
+    allowed_origins: frozenset[str] = setting(
+        "ALLOWED_ORIGINS",
+        frozenset(),
+        "origins",
+        "comma-separated origins (`scheme://host[:port]`) besides the gateway's own whose "
+        "browser POSTs are served (docs/api.md, cross-site requests)",
+    )
+    shutdown_grace_seconds: float = setting(
+        "SHUTDOWN_GRACE_SECONDS",
+        10.0,
+        "number",
+        "after SIGTERM, how long requests in flight may take to finish",
+    )
+    log_format: str = setting(
+        "LOG_FORMAT",
+        "text",
+        "choice",
+        "`json` for one JSON object per line",
+        choices=("text", "json"),
+    )
+    access_log: bool = setting(
+        "ACCESS_LOG", True, "flag", "one log line per request (`gateway.access`)"
+    )
+    # Prediction log (off when unset): a JSON line per forecast, rotated by size.
+    prediction_log: str | None = setting(
+        "PREDICTION_LOG",
+        None,
+        "optional_text",
+        "path of the prediction log (off when unset); `{pid}` in it becomes the process id",
+    )
+    prediction_log_inputs: bool = setting(
+        "PREDICTION_LOG_INPUTS", False, "flag", "`true` logs the whole `X` instead of its SHA-256"
+    )
+    prediction_log_max_bytes: int = setting(
+        "PREDICTION_LOG_MAX_BYTES",
+        100 * 1024 * 1024,
+        "integer",
+        "size at which the log rotates",
+        minimum=4096,
+    )
+    prediction_log_backups: int = setting(
+        "PREDICTION_LOG_BACKUPS",
+        5,
+        "integer",
+        "rotated files kept (`path.1` ... `path.N`)",
+        minimum=1,
+    )
+    prediction_log_mode: int = setting(
+        "PREDICTION_LOG_MODE",
+        0o600,
+        "file_mode",
+        "octal permissions of each new prediction log file (it holds clients' forecasts)",
+    )
+    # Connection limits (gateway/http_limits.py).
+    http_idle_timeout: int = setting(
+        "HTTP_IDLE_TIMEOUT",
+        5,
+        "integer",
+        "whole seconds a connection may stay open without a request in progress (new, or "
+        "between keep-alive requests)",
+        minimum=1,
+    )
+    http_read_timeout: float = setting(
+        "HTTP_READ_TIMEOUT",
+        30.0,
+        "number",
+        "seconds from a request's first byte to the end of its body; a slower request gets "
+        "408 and its connection is closed",
+        positive=True,
+    )
+    http_write_timeout: float = setting(
+        "HTTP_WRITE_TIMEOUT",
+        30.0,
+        "number",
+        "seconds a connection may go without its client reading what the gateway writes (its "
+        "buffers stay full); then it is cut off and counted",
+        positive=True,
+    )
+    http_max_pipeline: int = setting(
+        "HTTP_MAX_PIPELINE",
+        8,
+        "integer",
+        "most pipelined requests queued on one connection behind the one being answered; a "
+        "client that sends more has its connection closed",
+        minimum=0,
+    )
+    http_max_header_bytes: int = setting(
+        "HTTP_MAX_HEADER_BYTES",
+        32 * 1024,
+        "integer",
+        "most bytes of a request line plus headers; more gets 431 and the connection is closed",
+        minimum=1024,
+    )
+    http_max_connections: int = setting(
+        "HTTP_MAX_CONNECTIONS",
+        512,
+        "integer",
+        "most client connections open at once on the main port; the next one is answered 503 "
+        "and closed. Keep it under `ulimit -n` minus `CALLBACK_MAX_CONNECTIONS` minus ~80 (the "
+        "gateway warns at start if not)",
+        minimum=1,
+    )
+    probe_port: int | None = setting(
+        "PROBE_PORT",
+        None,
+        "port",
+        "a second port, on the same host, serving `GET /health` and `/ready` only with 16 "
+        "connections of its own: clients filling `HTTP_MAX_CONNECTIONS` cannot fail a probe "
+        "pointed there",
+    )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
-        d = cls()
-        r = _Reader(environ)
-        return cls(
-            mlflow_tracking_uri=r.text("MLFLOW_TRACKING_URI", d.mlflow_tracking_uri),
-            registered_model_name=r.text("REGISTERED_MODEL_NAME", d.registered_model_name),
-            model_alias=r.alias("MODEL_ALIAS", d.model_alias),
-            seq_len_required=r.integer("SEQ_LEN_REQUIRED", d.seq_len_required, minimum=1),
-            n_features_required=r.integer("N_FEATURES_REQUIRED", d.n_features_required, minimum=1),
-            model_load_retry_interval=r.number(
-                "MODEL_LOAD_RETRY_INTERVAL", d.model_load_retry_interval, positive=True
-            ),
-            model_load_timeout=r.number("MODEL_LOAD_TIMEOUT", d.model_load_timeout),
-            callback_timeout=r.number("CALLBACK_TIMEOUT", d.callback_timeout, positive=True),
-            callback_secret=_callback_secret(environ.get("CALLBACK_SECRET") or None),
-            callback_allowed_networks=r.networks("CALLBACK_ALLOWED_NETWORKS"),
-            max_batch_size=r.integer("MAX_BATCH_SIZE", d.max_batch_size, minimum=1),
-            max_batch_wait_ms=r.number(
-                "MAX_BATCH_WAIT_MS", d.max_batch_wait_ms, unit="milliseconds"
-            ),
-            inline_predict_max_ms=r.number(
-                "INLINE_PREDICT_MAX_MS", d.inline_predict_max_ms, unit="milliseconds"
-            ),
-            model_cache_size=r.integer("MODEL_CACHE_SIZE", d.model_cache_size, minimum=1),
-            max_body_bytes=r.integer("MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
-            admin_token=_bearer_token(environ.get("GATEWAY_ADMIN_TOKEN") or None),
-            allowed_origins=r.origins("ALLOWED_ORIGINS"),
-            shutdown_grace_seconds=r.number("SHUTDOWN_GRACE_SECONDS", d.shutdown_grace_seconds),
-            model_poll_interval=r.number("MODEL_POLL_INTERVAL", d.model_poll_interval),
-            log_format=r.choice("LOG_FORMAT", d.log_format, ("text", "json")),
-            access_log=r.choice("ACCESS_LOG", "true", ("true", "false")) == "true",
-            prediction_log=environ.get("PREDICTION_LOG", "").strip() or None,
-            prediction_log_inputs=r.choice("PREDICTION_LOG_INPUTS", "false", ("true", "false"))
-            == "true",
-            prediction_log_max_bytes=r.integer(
-                "PREDICTION_LOG_MAX_BYTES", d.prediction_log_max_bytes, minimum=4096
-            ),
-            prediction_log_backups=r.integer(
-                "PREDICTION_LOG_BACKUPS", d.prediction_log_backups, minimum=1
-            ),
-            prediction_log_mode=r.file_mode("PREDICTION_LOG_MODE", d.prediction_log_mode),
-            http_idle_timeout=r.integer("HTTP_IDLE_TIMEOUT", d.http_idle_timeout, minimum=1),
-            http_read_timeout=r.number("HTTP_READ_TIMEOUT", d.http_read_timeout, positive=True),
-            http_write_timeout=r.number("HTTP_WRITE_TIMEOUT", d.http_write_timeout, positive=True),
-            http_max_pipeline=r.integer("HTTP_MAX_PIPELINE", d.http_max_pipeline, minimum=0),
-            http_max_header_bytes=r.integer(
-                "HTTP_MAX_HEADER_BYTES", d.http_max_header_bytes, minimum=1024
-            ),
-            http_max_connections=r.integer(
-                "HTTP_MAX_CONNECTIONS", d.http_max_connections, minimum=1
-            ),
-            probe_port=r.port("PROBE_PORT"),
-            callback_max_connections=r.integer(
-                "CALLBACK_MAX_CONNECTIONS", d.callback_max_connections, minimum=1
-            ),
-            callback_max_connections_per_host=r.integer(
-                "CALLBACK_MAX_CONNECTIONS_PER_HOST", d.callback_max_connections_per_host, minimum=1
-            ),
-        )
+        reader = _Reader(environ)
+        return cls(**{f.name: _read(reader, f) for f in fields(cls)})
+
+
+def _read(reader: _Reader, f: Any) -> Any:
+    meta = f.metadata
+    return getattr(reader, meta["read"])(meta["env"], f.default, **meta["options"])
+
+
+def declared() -> list[tuple[str, str, str]]:
+    """(variable, default as documented, meaning) of every setting, in declaration order."""
+    return [
+        (f.metadata["env"], _shown(f.default, f.metadata["read"]), f.metadata["doc"])
+        for f in fields(Settings)
+    ]
+
+
+def settings_table() -> str:
+    """The configuration table of docs/configuration.md, from the declaration."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{env}` | {default} | {doc} |" for env, default, doc in declared()]
+    return "\n".join(rows) + "\n"
+
+
+def _shown(default: Any, read: str) -> str:
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if read == "file_mode":
+        return f"`{default:o}`"
+    if isinstance(default, tuple | frozenset):
+        return "empty"
+    if isinstance(default, float) and default.is_integer():
+        return f"`{int(default)}`"
+    return f"`{default}`"
 
 
 # RFC 6750's b64token: what may follow "Bearer " in an Authorization header, ASCII only.
@@ -143,26 +318,10 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _ORIGIN = re.compile(r"https?://[^/?#@\s]+", re.IGNORECASE)
 
 
-def _bearer_token(value: str | None) -> str | None:
-    if value is not None and not _B64TOKEN.fullmatch(value):
-        raise SettingsError(
-            "GATEWAY_ADMIN_TOKEN must be a bearer token: ASCII letters, digits and -._~+/ "
-            "(then optional '=' padding), with no spaces"
-        )
-    return value
-
-
-def _callback_secret(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            signing_key(value)
-        except ValueError as e:
-            raise SettingsError(f"CALLBACK_SECRET: {e}") from None
-    return value
-
-
 @dataclass(frozen=True)
 class _Reader:
+    """One method per kind of setting: (variable, default, options) -> value or SettingsError."""
+
     environ: Mapping[str, str]
 
     def text(self, name: str, default: str) -> str:
@@ -171,6 +330,9 @@ class _Reader:
             raise SettingsError(f"{name} must not be empty")
         return value
 
+    def optional_text(self, name: str, default: None) -> str | None:
+        return self.environ.get(name, "").strip() or default
+
     def alias(self, name: str, default: str) -> str:
         value = self.text(name, default)
         refusal = alias_refusal(value)
@@ -178,7 +340,25 @@ class _Reader:
             raise SettingsError(f"{name}: {refusal}")
         return value
 
-    def origins(self, name: str) -> frozenset[str]:
+    def callback_secret(self, name: str, default: None) -> str | None:
+        value = self.environ.get(name) or default
+        if value is not None:
+            try:
+                signing_key(value)
+            except ValueError as e:
+                raise SettingsError(f"{name}: {e}") from None
+        return value
+
+    def bearer_token(self, name: str, default: None) -> str | None:
+        value = self.environ.get(name) or default
+        if value is not None and not _B64TOKEN.fullmatch(value):
+            raise SettingsError(
+                f"{name} must be a bearer token: ASCII letters, digits and -._~+/ "
+                "(then optional '=' padding), with no spaces"
+            )
+        return value
+
+    def origins(self, name: str, default: frozenset[str]) -> frozenset[str]:
         origins = frozenset(re.split(r"[\s,]+", self.environ.get(name, "").strip())) - {""}
         for origin in origins:
             if not _ORIGIN.fullmatch(origin):
@@ -186,11 +366,13 @@ class _Reader:
                     f"{name} must be comma-separated origins such as https://gateway.example.com "
                     f"(scheme://host[:port], no path), got {origin!r}"
                 )
-        return frozenset(origin.lower() for origin in origins)
+        return frozenset(origin.lower() for origin in origins) or default
 
-    def port(self, name: str) -> int | None:
+    def port(self, name: str, default: int | None) -> int | None:
         value = self._parsed(name, int, "a port number")
-        if value is not None and not 1 <= value <= 65535:
+        if value is None:
+            return default
+        if not 1 <= value <= 65535:
             raise SettingsError(f"{name} must be a port from 1 to 65535, got {value}")
         return value
 
@@ -208,9 +390,12 @@ class _Reader:
             raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
         return value
 
-    def networks(self, name: str) -> tuple[IPNetwork, ...]:
+    def flag(self, name: str, default: bool) -> bool:
+        return self.choice(name, str(default).lower(), ("true", "false")) == "true"
+
+    def networks(self, name: str, default: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
         try:
-            return parse_networks(self.environ.get(name, ""))
+            return parse_networks(self.environ.get(name, "")) or default
         except ValueError as e:
             raise SettingsError(f"{name} must be comma-separated CIDRs: {e}") from None
 
@@ -228,7 +413,7 @@ class _Reader:
         value = self._parsed(name, float, f"a number of {unit}")
         if value is None:
             return default
-        if not value >= 0 or value == float("inf") or (positive and value == 0):
+        if not value >= 0 or not math.isfinite(value) or (positive and value == 0):
             bound = "greater than 0" if positive else "0 or more"
             raise SettingsError(
                 f"{name} must be a finite number {bound}, got {self.environ[name]!r}"
@@ -244,3 +429,7 @@ class _Reader:
             return parse(raw.strip())
         except ValueError:
             raise SettingsError(f"{name} must be {what}, got {raw!r}") from None
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,6 +43,9 @@ class PredictRequest:
     callback_url: str | None
     # Checked and serialized once, at parse time: the callback carries these bytes as they are.
     metadata: orjson.Fragment | None
+    # metadata.candle_time, the time of the window's last candle, as ISO 8601 UTC; None when
+    # absent or unreadable (metadata is the client's: it is never refused for it).
+    candle_time: str | None = None
 
 
 def parse_json(body: bytes) -> Any:
@@ -90,11 +95,28 @@ def parse_predict(body: bytes, contract: WindowContract) -> PredictRequest:
         raise InvalidRequest(
             f"X is required: expected {contract.seq_len} rows of {contract.n_features} numbers"
         )
+    metadata = payload.get("metadata")
     return PredictRequest(
         x=parse_window(payload["X"], contract),
         callback_url=parse_callback_url(payload.get("callback_url")),
-        metadata=parse_metadata(payload.get("metadata"), body),
+        metadata=parse_metadata(metadata, body),
+        candle_time=candle_time(metadata.get("candle_time")) if type(metadata) is dict else None,
     )
+
+
+def candle_time(value: Any) -> str | None:
+    """An ISO 8601 time or epoch seconds as ISO 8601 UTC (seconds), else None."""
+    try:
+        if type(value) is str:
+            when = datetime.fromisoformat(value)
+            when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        elif type(value) in _NUMBER_TYPES and math.isfinite(value):
+            when = datetime.fromtimestamp(value, UTC)
+        else:
+            return None
+    except (ValueError, OverflowError, OSError):
+        return None
+    return when.isoformat()
 
 
 def parse_window(rows: Any, contract: WindowContract) -> np.ndarray:

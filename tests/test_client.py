@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,27 +54,35 @@ def unloaded_gateway() -> Iterator[ServerInThread]:
         yield server
 
 
-def test_importing_the_client_loads_neither_tensorflow_nor_mlflow(
-    live_gateway: LiveGateway,
+def test_importing_the_client_loads_neither_tensorflow_nor_mlflow_nor_model_wrapper(
+    live_gateway: LiveGateway, tmp_path: Path
 ) -> None:
-    # A fresh interpreter in which TensorFlow, Keras and MLflow cannot be imported at all, as
-    # on a client machine without them: the client must still build a window and predict.
+    # A fresh interpreter in which TensorFlow, Keras, MLflow and the model_wrapper package
+    # cannot be imported at all, as on a client machine without them: the client must still
+    # build a window from candles (with the model's feature code, loaded from its file) and
+    # predict.
+    csv = tmp_path / "candles.csv"
+    synthetic_candles(80, seed=5).to_csv(csv)
     script = f"""
 import importlib.abc, sys
+import pandas as pd
 
 class Absent(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "mlflow"):
+        if name.split(".")[0] in ("tensorflow", "keras", "mlflow", "model_wrapper"):
             raise ImportError(f"{{name}} is not installed on this client")
         return None
 
 sys.meta_path.insert(0, Absent())
 from gateway.client import GatewayClient
-from model_wrapper.data.synthetic import synthetic_candles
 
+candles = pd.read_csv({str(csv)!r}, index_col=0, parse_dates=True)
 with GatewayClient({live_gateway.url!r}) as gw:
-    answer = gw.predict(synthetic_candles(80, seed=5))
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "mlflow"))
+    answer = gw.predict(candles)
+heavy = sorted(
+    m for m in sys.modules
+    if m.split(".")[0] in ("tensorflow", "keras", "mlflow", "model_wrapper")
+)
 print(answer.pred_btc_close_next, heavy)
 """
     done = subprocess.run(

@@ -5,9 +5,11 @@ answer has an example that its own schema accepts."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import mlflow
 import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
@@ -21,7 +23,7 @@ from gateway.openapi import openapi_document
 from gateway.settings import Settings
 from model_wrapper.model.contract import input_contract
 from model_wrapper.model.features import FEATURE_NAMES, N_FEATURES
-from tests.helpers import SEQ_LEN, LiveGateway
+from tests.helpers import MODEL_NAME, SEQ_LEN, LiveGateway
 
 # What a version of this wrapper declares: the document /openapi.json serves once it is served.
 DECLARED = version_contract({"input_contract": input_contract(SEQ_LEN, N_FEATURES, FEATURE_NAMES)})
@@ -147,11 +149,18 @@ def test_every_body_and_answer_has_an_example_its_schema_accepts(declared: bool)
     assert seen >= 15
 
 
-def test_the_live_document_and_its_predict_example(live_gateway: LiveGateway) -> None:
+def test_the_live_document_and_its_predict_example(
+    live_gateway: LiveGateway, tmp_path: Path
+) -> None:
     live = httpx.get(f"{live_gateway.url}/openapi.json").json()
     validate(live)
-    # The served version's contract, as the gateway enforces it.
-    assert live == openapi_document(Settings(admin_token=live_gateway.admin_token), DECLARED)
+    # The served version's contract, as the gateway enforces it, and its logged input example.
+    local = mlflow.artifacts.download_artifacts(
+        f"models:/{MODEL_NAME}@staging", dst_path=str(tmp_path)
+    )
+    logged = mlflow.models.Model.load(local).load_input_example(local)[0].tolist()
+    settings = Settings(admin_token=live_gateway.admin_token)
+    assert live == openapi_document(settings, DECLARED, logged)
     health = httpx.get(f"{live_gateway.url}/health").json()
     assert health["model_runtime"] == "numpy"
     validator = Draft202012Validator(

@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.metrics import Metrics
-from gateway.prediction_log import CLOSE_COLUMN, PredictionLog
+from gateway.prediction_log import Entry, PredictionLog
 from gateway.settings import Settings, SettingsError
 from tests.helpers import SEQ_LEN, LiveGateway, real_windows, wait_for
 
@@ -53,12 +53,26 @@ def counted(metrics: Metrics, name: str, **labels: str) -> float:
     return 0.0
 
 
-def entry(i: int, answer: dict[str, Any] | None = None) -> tuple[str, np.ndarray, dict[str, Any]]:
-    x = np.full((SEQ_LEN, 18), float(i), np.float32)
-    return (
+CLOSE_COLUMN = 3  # "close" in the served version's feature names
+
+
+def entry(
+    i: int,
+    answer: dict[str, Any] | None = None,
+    x: np.ndarray | None = None,
+    latency_s: float = 0.001,
+    candle_time: str | None = None,
+    role: str = "served",
+) -> Entry:
+    return Entry(
+        time.time(),
         f"req-{i}",
-        x,
+        role,
+        np.full((SEQ_LEN, 18), float(i), np.float32) if x is None else x,
+        CLOSE_COLUMN,
         answer or {"pred_btc_close_next": 1.0 + i, "model_alias": "a", "model_version": "1"},
+        candle_time,
+        latency_s,
     )
 
 
@@ -92,7 +106,7 @@ def test_rotation_keeps_whole_lines_and_the_newest_files(tmp_path: Path) -> None
     plog = PredictionLog(path, Metrics(), max_bytes=4096, backups=2)
     plog.start()
     for i in range(200):
-        plog.record(*entry(i), latency_s=0.001)
+        plog.record(entry(i))
     plog.close()
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["predictions.jsonl", "predictions.jsonl.1", "predictions.jsonl.2"]
@@ -117,10 +131,11 @@ def test_a_line_has_the_window_digest_or_the_window_itself(tmp_path: Path) -> No
         path = tmp_path / f"inputs-{inputs}.jsonl"
         plog = PredictionLog(path, Metrics(), max_bytes=1 << 20, backups=1, include_inputs=inputs)
         plog.start()
-        plog.record("r1", x, answer, latency_s=0.0123)
+        plog.record(entry(1, answer, x, 0.0123, "2024-01-02T00:00:00+00:00"))
         plog.close()
         (line,) = read_lines(path)
-        assert line["request_id"] == "r1"
+        assert line["request_id"] == "req-1"
+        assert (line["role"], line["candle_time"]) == ("served", "2024-01-02T00:00:00+00:00")
         assert (line["model_alias"], line["model_version"]) == ("staging", "3")
         assert line["last_close"] == float(x[-1, CLOSE_COLUMN])
         assert line["pred_btc_close_next"] == 123.5
@@ -147,7 +162,7 @@ def test_a_slow_disk_drops_and_counts_lines_and_never_makes_the_caller_wait(
     plog.start()
     n = 3000
     for i in range(n):
-        plog.record(*entry(i), latency_s=0.001)  # never blocks: the loop just finishes
+        plog.record(entry(i))  # never blocks: the loop just finishes
     dropped = counted(metrics, "gateway_prediction_log_dropped_total", reason="queue_full")
     assert dropped > 0
     # The disk comes back: everything not dropped gets written, whole.

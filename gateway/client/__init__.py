@@ -1,8 +1,10 @@
 """A Python client for the gateway: `GatewayClient` (sync) and `AsyncGatewayClient` (async), with
 typed answers and the spec's errors as exceptions.
 
-Imports neither TensorFlow nor MLflow (a test checks): windows from candles come from
-`model_wrapper.features`, which is numpy and pandas only, imported when candles are given.
+Imports neither TensorFlow nor MLflow (a test checks), nor anything of model_wrapper: windows
+from candles come from the model's own feature code, loaded from its file (client/candles.py),
+numpy and pandas only, when candles are given; the request then carries the last candle's time
+as `metadata.candle_time`, which the scorecard matches the forecast by.
 
     with GatewayClient("http://127.0.0.1:8000") as gw:
         forecast = gw.predict(candles)          # a DataFrame of OHLCV candles, or a [T, F] window

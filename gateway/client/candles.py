@@ -19,19 +19,19 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _MODULE = "gateway_client_features"
+# The project installs both packages side by side (from a checkout or a wheel alike).
+FEATURES_FILE = Path(__file__).resolve().parents[2] / "model_wrapper" / "model" / "features.py"
 
 
 @cache
 def feature_code() -> ModuleType:
-    """The model's feature module, loaded once; found without importing model_wrapper."""
-    spec = importlib.util.find_spec("model_wrapper")  # locates the package, imports nothing
-    if spec is None or not spec.submodule_search_locations:
+    """The model's feature module, loaded once from its file."""
+    if not FEATURES_FILE.exists():
         raise RuntimeError(
-            "predict(candles) needs the model's feature code (model_wrapper/model/features.py, "
-            "installed with this project); pass a [T, F] window instead"
+            f"predict(candles) needs the model's feature code ({FEATURES_FILE}, installed with "
+            "this project); pass a [T, F] window instead"
         )
-    path = Path(spec.submodule_search_locations[0]) / "model" / "features.py"
-    module_spec = importlib.util.spec_from_file_location(_MODULE, path)
+    module_spec = importlib.util.spec_from_file_location(_MODULE, FEATURES_FILE)
     assert module_spec is not None and module_spec.loader is not None
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[_MODULE] = module  # dataclasses and pickling look modules up by name
@@ -58,4 +58,4 @@ def last_candle_time(candles: pd.DataFrame) -> str | None:
         return None
     stamp = pd.Timestamp(when)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.isoformat()
+    return str(stamp.isoformat())

@@ -23,6 +23,7 @@ from gateway.client.answers import (
     Readiness,
     Reloaded,
 )
+from gateway.client.candles import last_candle_time, window_from_candles
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,6 +75,11 @@ class Protocol:
         metadata = options.get("metadata")
         request_id = options.get("request_id")
         payload: dict[str, Any] = {"X": self.window(x)}
+        if _is_frame(x):
+            # The time of the window's last candle: what the scorecard matches the forecast by.
+            when = last_candle_time(x)
+            if when is not None:
+                metadata = {"candle_time": when, **(metadata or {})}
         if callback_url is not None:
             payload["callback_url"] = callback_url
         if metadata is not None:
@@ -98,9 +104,7 @@ class Protocol:
 
     def window(self, x: Any) -> Any:
         """A [T, F] list or array as is; a DataFrame of candles through window_from_candles."""
-        if hasattr(x, "columns") and hasattr(x, "iloc"):
-            from model_wrapper.model.features import window_from_candles
-
+        if _is_frame(x):
             candles: pd.DataFrame = x
             return window_from_candles(candles, self.seq_len)
         if isinstance(x, np.ndarray):
@@ -151,6 +155,10 @@ class Protocol:
             callback_error=body.get("callback_error"),
             request_id=response.headers.get("x-request-id"),
         )
+
+
+def _is_frame(x: Any) -> bool:
+    return hasattr(x, "columns") and hasattr(x, "iloc")
 
 
 def checked_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
