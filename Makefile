@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # pytest rewrites the asserts of its plugins' ~300 modules again in every worker.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run test coverage lint bench fuzz soak clean
+.PHONY: install run registry stop test test-fast coverage lint bench fuzz soak clean
 
 install: $(STAMP)
 
@@ -20,9 +20,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Local registry on 127.0.0.1:5000 (started or reused), demo model behind `staging`, gateway on :8000.
+# Local registry on 127.0.0.1:$REGISTRY_PORT (default 5000; started or reused, or
+# $MLFLOW_TRACKING_URI's), demo model behind `staging`, gateway on :$GATEWAY_PORT (default 8000).
 run: install
 	$(PY) -m scripts.run_local $(ARGS)
+
+# The local registry alone (in the background, data in .local/mlflow), and stopping it.
+registry: install
+	$(PY) -m scripts.local_registry start
+
+stop: install
+	$(PY) -m scripts.local_registry stop
 
 # Three workers (on 2 cores: the tests wait on servers and timeouts part of the time), one
 # test file each at a time (module fixtures start once), the longest files first
@@ -31,6 +39,10 @@ XDIST := -n 3 --dist loadfile --no-loadscope-reorder
 test: install
 	$(PY) -m pytest $(XDIST)
 
+# Unit and in-process app tests only: no registry, no server process, no TensorFlow training.
+test-fast: install
+	$(PY) -m pytest -q -n 2 tests/unit tests/app
+
 # The same suite with line coverage of gateway/ and model_wrapper/, subprocesses included.
 coverage: install
 	$(PY) -m pytest $(XDIST) --cov --cov-report=term
@@ -38,15 +50,15 @@ coverage: install
 # Schemathesis against a live gateway with 1,000 cases per fuzz test (`make test` runs 150);
 # prints the figures RELIABILITY.md quotes.
 fuzz: install
-	FUZZ_CASES=1000 $(PY) -m pytest tests/test_fuzz.py -q -s -rxX
+	FUZZ_CASES=1000 $(PY) -m pytest tests/e2e/test_fuzz.py -q -s -rxX
 
 # The long runs `make test` shortens: 20 measured reloads through three versions (`make test`
 # runs 8), 30 s of hot swaps under load (8), 10,000 predictions with failing callbacks (3,000),
 # 1,000 examples per property test of windows and callback addresses (200).
 soak: install
 	RELOAD_SOAK_RELOADS=20 HOT_SWAP_SECONDS=30 STEADY_PREDICTIONS=10000 PROPERTY_EXAMPLES=1000 \
-		$(PY) -m pytest tests/test_reload_memory.py tests/test_hot_swap.py \
-		tests/test_steady_resources.py tests/test_validation.py tests/test_webhook_policy.py -q -s
+		$(PY) -m pytest tests/e2e/test_reload_memory.py tests/e2e/test_hot_swap.py \
+		tests/e2e/test_steady_resources.py tests/unit/test_validation.py tests/unit/test_webhook_policy.py -q -s
 
 # Gateway vs the HTTP floor and `mlflow models serve`, ~9-12 min: starts and stops its own
 # registry and servers, installs wrk with apt-get if missing, writes BENCHMARKS.md.

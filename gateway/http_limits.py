@@ -23,8 +23,8 @@ Every refusal and cut-off is counted (`gateway_connections_closed_total{reason}`
 also in `gateway_requests_total`, route "other") and logged at a bounded rate.
 
 It relies on uvicorn's protocol internals (parser callbacks, `cycle`, `pipeline`, `flow`), which
-is why uvicorn is pinned; tests/test_connection_limits.py and tests/test_abuse.py exercise every
-branch on real sockets.
+is why uvicorn is pinned; tests/app/test_connection_limits.py and tests/e2e/test_abuse.py
+exercise every branch on real sockets.
 """
 
 from __future__ import annotations

@@ -176,6 +176,7 @@ class ServedModels:
         version = self._source.resolve(alias)
         model = self._loaded.get(version)
         if model is None:
+            log.info("loading version %s for @%s", version, alias)
             model = self._source.load(alias, version)
             self._loaded[version] = model
             while len(self._loaded) > self._settings.model_cache_size:

@@ -1,9 +1,17 @@
-"""Start a local `mlflow server` (SQLite backend, local artifact store) and wait for it; pick a
-free port for it (or any local server)."""
+"""The local `mlflow server` (SQLite backend, local artifact store): start it, wait for it, stop
+it; pick a free port for it (or any local server).
+
+    python -m scripts.local_registry start    # `make registry`: start or reuse, in the background
+    python -m scripts.local_registry stop     # `make stop`
+
+Its data live in .local/mlflow/ and it listens on 127.0.0.1:$REGISTRY_PORT (default 5000).
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -81,3 +89,72 @@ def start_mlflow_server(
             stderr=subprocess.STDOUT,
             start_new_session=detach,
         )
+
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL_DATA = ROOT / ".local" / "mlflow"
+PID_FILE = LOCAL_DATA / "server.pid"
+HOST = "127.0.0.1"
+
+
+def local_port(environ: os._Environ[str] | dict[str, str] = os.environ) -> int:
+    """REGISTRY_PORT, default 5000 (macOS AirPlay and other servers often hold 5000)."""
+    return int(environ.get("REGISTRY_PORT", "5000"))
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def ensure_local_registry(port: int) -> str:
+    """The local registry's URI: the server already answering there, or one started in the
+    background (it keeps running after this process; `make stop` stops it)."""
+    uri = f"http://{HOST}:{port}"
+    if is_healthy(uri):
+        print(f"== using the MLflow server already running at {uri}")
+        return uri
+    if not port_is_free(HOST, port):
+        sys.exit(
+            f"port {port} is taken by something that is not an MLflow server: set REGISTRY_PORT "
+            "to a free port (or MLFLOW_TRACKING_URI to a registry of yours)"
+        )
+    print(f"== starting mlflow server at {uri} (data in {LOCAL_DATA}); first start ~30 s")
+    process = start_mlflow_server(LOCAL_DATA, HOST, port, LOCAL_DATA / "server.log", detach=True)
+    PID_FILE.write_text(f"{process.pid} {port}\n")
+    wait_until_healthy(uri, timeout=300, process=process)
+    return uri
+
+
+def stop_local_registry() -> bool:
+    """Stops the registry `ensure_local_registry` started; False if none was running."""
+    try:
+        pid = int(PID_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    PID_FILE.unlink(missing_ok=True)
+    try:
+        os.killpg(pid, signal.SIGTERM)  # the server and its workers: a session of their own
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="the local MLflow registry")
+    parser.add_argument("action", choices=("start", "stop"))
+    args = parser.parse_args(argv)
+    if args.action == "start":
+        print(f"MLFLOW_TRACKING_URI={ensure_local_registry(local_port())}")
+    elif stop_local_registry():
+        print("stopped the local mlflow server")
+    else:
+        print("no local mlflow server was running (started by make run or make registry)")
+
+
+if __name__ == "__main__":
+    main()

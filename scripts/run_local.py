@@ -1,12 +1,13 @@
 """`make run`: a local MLflow registry, the demo model behind `staging`, and the gateway.
 
-1. Reuses the MLflow server on 127.0.0.1:5000 if one answers, otherwise starts one in the
-   background (SQLite in .local/mlflow/mlflow.db, artifacts in .local/mlflow/artifacts; it keeps
-   running after this script stops, log in .local/mlflow/server.log).
+1. Uses MLFLOW_TRACKING_URI if set; otherwise reuses the local MLflow server on
+   127.0.0.1:$REGISTRY_PORT (default 5000) if one answers, or starts one in the background
+   (SQLite in .local/mlflow/mlflow.db, artifacts in .local/mlflow/artifacts; it keeps running
+   after this script stops, log in .local/mlflow/server.log; `make stop` stops it).
 2. Trains the demo model on synthetic candles and registers it behind `staging`, unless the
    alias already points at a version (`--retrain` trains a new one anyway).
 3. Writes a real request to .local/predict-request.json, prints curl examples, and runs the
-   gateway on 127.0.0.1:8000 in the foreground (Ctrl+C stops it).
+   gateway on 127.0.0.1:$GATEWAY_PORT (default 8000) in the foreground (Ctrl+C stops it).
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ROOT / ".local"
-REGISTRY_HOST, REGISTRY_PORT = "127.0.0.1", 5000
-GATEWAY_HOST, GATEWAY_PORT = "127.0.0.1", 8000
+GATEWAY_HOST = "127.0.0.1"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,34 +29,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args(argv)
 
-    from scripts.local_registry import is_healthy, start_mlflow_server, wait_until_healthy
+    from scripts.local_registry import ensure_local_registry, is_healthy, local_port
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-
-    local_uri = f"http://{REGISTRY_HOST}:{REGISTRY_PORT}"
-    uri = os.environ.setdefault("MLFLOW_TRACKING_URI", local_uri)
-    if is_healthy(uri):
-        print(f"== using the MLflow server already running at {uri}")
-    elif uri != local_uri:
-        # A local server on :5000 would never make another registry answer.
+    gateway_port = int(os.environ.get("GATEWAY_PORT", "8000"))
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri is None:
+        uri = ensure_local_registry(local_port())
+    elif not is_healthy(uri):
         sys.exit(f"make run: MLFLOW_TRACKING_URI={uri} does not answer /health")
     else:
-        print(f"== starting mlflow server at {uri} (data in {LOCAL / 'mlflow'}); first start ~30 s")
-        process = start_mlflow_server(
-            LOCAL / "mlflow",
-            REGISTRY_HOST,
-            REGISTRY_PORT,
-            LOCAL / "mlflow" / "server.log",
-            detach=True,
-        )
-        wait_until_healthy(uri, timeout=300, process=process)
+        print(f"== using the MLflow server at {uri}")
 
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     from model_wrapper.data.sources import load_data
-    from model_wrapper.defaults import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+    from model_wrapper.defaults import DEFAULT_ALIAS, DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME
     from model_wrapper.model.features import window_from_candles
     from model_wrapper.training.recipe import TrainConfig
     from model_wrapper.training.run import train_and_register
@@ -77,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
             TrainConfig(epochs=args.epochs),
             registered_model_name=name,
             alias=alias,
-            experiment=os.environ.get("MLFLOW_EXPERIMENT_NAME") or "btc-lstm",
+            experiment=os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT,
         )
         print(f"== registered {name} version {result.version} in {result.seconds:.0f} s")
         print(f"   {result.gate_message}")
@@ -96,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     request.write_text(
         json.dumps({"X": window_from_candles(candles), "metadata": {"request_id": "demo-1"}})
     )
-    base = f"http://{GATEWAY_HOST}:{GATEWAY_PORT}"
+    base = f"http://{GATEWAY_HOST}:{gateway_port}"
     print(
         "\n== gateway starting on " + base + "; try, from another terminal:\n"
         f"  curl -s {base}/health\n"
@@ -116,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     os.chdir(ROOT)
     os.execve(
         sys.executable,
-        [sys.executable, "-m", "gateway", "--host", GATEWAY_HOST, "--port", str(GATEWAY_PORT)],
+        [sys.executable, "-m", "gateway", "--host", GATEWAY_HOST, "--port", str(gateway_port)],
         env,
     )
 

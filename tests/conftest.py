@@ -21,38 +21,52 @@ import psutil
 import pytest
 
 if TYPE_CHECKING:
-    from tests.helpers import BadVersions, LiveGateway, Outcome, Registry, TrainedVersions
+    from tests.helpers import (
+        BadVersions,
+        GatewayProcess,
+        LiveGateway,
+        Outcome,
+        Registry,
+        TrainedVersions,
+    )
 
 # Fixtures import tests.helpers (and with it MLflow, pandas, the wrapper) when they run: the
 # pytest-xdist controller loads this file too, and it runs no test.
 
 # `make test` gives each pytest-xdist worker whole files, in this order first (then the rest as
-# collected): the longest files, which start gateways, registries and `mlflow run` of their own.
+# collected): the longest files, which start gateways, registries and `mlflow run` of their own
+# (paths below tests/).
 # Started last, one of them would leave the other workers idle at the end. The first three run
-# while the shared registry and models are made: one makes them (test_gateway_api.py), one needs
+# while the shared registry and models are made: one makes them (e2e/test_api.py), one needs
 # only the registry, one needs neither.
 LONGEST_FIRST = (
-    "test_gateway_api.py",
-    "test_evidence.py",
-    "test_postgres_registry.py",
-    "test_registry_outage.py",
-    "test_request_hygiene.py",
-    "test_tracking.py",
-    "test_hot_swap.py",
-    "test_input_contract.py",
-    "test_replicas.py",
-    "test_reload_memory.py",
-    "test_steady_resources.py",
-    "test_fuzz.py",
-    "test_validation.py",
-    "test_training.py",
-    "test_connection_limits.py",
+    "e2e/test_api.py",
+    "integration/test_evidence.py",
+    "e2e/test_postgres_registry.py",
+    "e2e/test_abuse.py",
+    "e2e/test_registry_outage.py",
+    "e2e/test_request_hygiene.py",
+    "e2e/test_tracking.py",
+    "e2e/test_hot_swap.py",
+    "e2e/test_input_contract.py",
+    "e2e/test_replicas.py",
+    "e2e/test_reload_memory.py",
+    "e2e/test_steady_resources.py",
+    "e2e/test_fuzz.py",
+    "unit/test_validation.py",
+    "integration/test_training.py",
+    "app/test_connection_limits.py",
 )
+TESTS = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: keeps the rest
+
+    def place(item: pytest.Item) -> int:
+        return rank.get(item.path.relative_to(TESTS).as_posix(), len(rank))
+
+    items.sort(key=place)  # stable: keeps the rest in collection order
 
 
 @pytest.fixture(scope="session")
@@ -218,6 +232,28 @@ def live_gateway(
     }
     with run_gateway(env, log_dir) as gw:
         yield LiveGateway(gw.url, gw.process.pid, gw.log_path, log_dir / "predictions.jsonl")
+
+
+@pytest.fixture(scope="module")
+def start_gateway(
+    registry: Registry, trained: TrainedVersions, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., GatewayProcess]]:
+    """The one way a test module gets gateway processes configured for it: `start_gateway(env)`
+    runs `python -m gateway` serving @staging from the shared registry (env overrides any
+    variable, MLFLOW_TRACKING_URI included), loaded unless `wait_loaded=False`; with
+    `workers=N`, uvicorn's workers. Every process it started stops when the module is done."""
+    from tests.helpers import run_gateway
+
+    with contextlib.ExitStack() as stack:
+
+        def start(
+            env: dict[str, str] | None = None, *, wait_loaded: bool = True, workers: int = 1
+        ) -> GatewayProcess:
+            full = {"MLFLOW_TRACKING_URI": registry.uri, **(env or {})}
+            log_dir = tmp_path_factory.mktemp("gateway")
+            return stack.enter_context(run_gateway(full, log_dir, wait_loaded, workers))
+
+        yield start
 
 
 @pytest.fixture

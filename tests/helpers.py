@@ -68,7 +68,7 @@ class Outcome:
 
 def train_behind(candles: pd.DataFrame, config: TrainConfig, alias: str) -> str:
     """A tiny version behind `alias` whatever its holdout says: these tests serve models, the
-    quality gate has tests of its own (test_evidence.py)."""
+    quality gate has tests of its own (tests/integration/test_evidence.py)."""
     from mlflow import MlflowClient
 
     from model_wrapper.training.run import train_and_register
