@@ -31,26 +31,20 @@ from __future__ import annotations
 
 import asyncio
 import http
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.logs import RateLimitedLog
+from gateway.connections import PROBE_MAX_CONNECTIONS, Connections, probes_only
 from gateway.metrics import Metrics
 
 # Keys in a request's `scope["state"]`: the read deadline passed while the app read the body;
 # a function telling whether the client has gone (its connection was lost).
 READ_TIMED_OUT = "gateway.read_timed_out"
 CLIENT_GONE = "gateway.client_gone"
-PROBE_PATHS = frozenset(("/health", "/ready"))
-PROBE_MAX_CONNECTIONS = 16  # the kubelet opens one connection per probe
-
-log = logging.getLogger("gateway.connections")
-access_log = logging.getLogger("gateway.access")
+__all__ = ["CLIENT_GONE", "PROBE_MAX_CONNECTIONS", "READ_TIMED_OUT", "HttpLimits", "protocol_with"]
 
 
 @dataclass(frozen=True)
@@ -62,56 +56,6 @@ class HttpLimits:
     max_connections: int  # on the main listener
     max_pipeline: int  # requests waiting behind the one being answered
     probe_port: int | None = None  # the probes' listener, if any
-
-
-@dataclass
-class Connections:
-    """What the connections of one server share: their counts by listener, and where they
-    report refusals (metrics, and logs at a bounded rate)."""
-
-    metrics: Metrics
-    access_log: bool = True  # ACCESS_LOG: a line for each refusal that got an answer
-    open: dict[bool, int] = field(default_factory=lambda: {False: 0, True: 0})  # by is-probe
-    _log: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
-    _access: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(access_log))
-
-    def closed(self, reason: str, client: str, detail: str, status: int | None = None) -> None:
-        """A connection refused or cut off; `status` is the answer it got, if any."""
-        self.metrics.connections_closed.labels(reason).inc()
-        if status is None:
-            self._log.warning("%s: %s", client, detail)
-            return
-        # Answered without the app (so without its access-log middleware): the same line.
-        self.metrics.requests.labels("other", "other", str(status)).inc()
-        if self.access_log:
-            self._access.log(
-                logging.INFO,
-                "- - %d %s client=%s",
-                status,
-                detail,
-                client,
-                extra={"status": status, "method": None, "path": None, "request_id": None},
-            )
-
-
-def probes_only(app: ASGIApp) -> ASGIApp:
-    """The app as the probe listener serves it: GET /health and /ready, nothing else."""
-
-    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in PROBE_PATHS:
-            body = orjson.dumps({"detail": "Not Found: the probe port serves /health and /ready"})
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 404,
-                    "headers": [(b"content-type", b"application/json")],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-            return
-        await app(scope, receive, send)
-
-    return serve
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):

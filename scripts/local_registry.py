@@ -4,7 +4,8 @@ it; pick a free port for it (or any local server).
     python -m scripts.local_registry start    # `make registry`: start or reuse, in the background
     python -m scripts.local_registry stop     # `make stop`
 
-Its data live in .local/mlflow/ and it listens on 127.0.0.1:$REGISTRY_PORT (default 5000).
+Its data live in $REGISTRY_DIR (default .local/mlflow/) and it listens on
+127.0.0.1:$REGISTRY_PORT (default 5000).
 """
 
 from __future__ import annotations
@@ -92,9 +93,12 @@ def start_mlflow_server(
 
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCAL_DATA = ROOT / ".local" / "mlflow"
-PID_FILE = LOCAL_DATA / "server.pid"
 HOST = "127.0.0.1"
+
+
+def local_data() -> Path:
+    """Where the local registry keeps its data: $REGISTRY_DIR, default .local/mlflow."""
+    return Path(os.environ.get("REGISTRY_DIR", ROOT / ".local" / "mlflow"))
 
 
 def local_port(environ: os._Environ[str] | dict[str, str] = os.environ) -> int:
@@ -123,20 +127,22 @@ def ensure_local_registry(port: int) -> str:
             f"port {port} is taken by something that is not an MLflow server: set REGISTRY_PORT "
             "to a free port (or MLFLOW_TRACKING_URI to a registry of yours)"
         )
-    print(f"== starting mlflow server at {uri} (data in {LOCAL_DATA}); first start ~30 s")
-    process = start_mlflow_server(LOCAL_DATA, HOST, port, LOCAL_DATA / "server.log", detach=True)
-    PID_FILE.write_text(f"{process.pid} {port}\n")
+    data = local_data()
+    print(f"== starting mlflow server at {uri} (data in {data}); first start ~30 s")
+    process = start_mlflow_server(data, HOST, port, data / "server.log", detach=True)
+    (data / "server.pid").write_text(f"{process.pid} {port}\n")
     wait_until_healthy(uri, timeout=300, process=process)
     return uri
 
 
 def stop_local_registry() -> bool:
     """Stops the registry `ensure_local_registry` started; False if none was running."""
+    pid_file = local_data() / "server.pid"
     try:
-        pid = int(PID_FILE.read_text().split()[0])
+        pid = int(pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return False
-    PID_FILE.unlink(missing_ok=True)
+    pid_file.unlink(missing_ok=True)
     try:
         os.killpg(pid, signal.SIGTERM)  # the server and its workers: a session of their own
     except ProcessLookupError:

@@ -44,6 +44,7 @@ LONGEST_FIRST = (
     "integration/test_evidence.py",
     "e2e/test_postgres_registry.py",
     "e2e/test_abuse.py",
+    "e2e/test_local_commands.py",
     "e2e/test_registry_outage.py",
     "e2e/test_request_hygiene.py",
     "e2e/test_tracking.py",
