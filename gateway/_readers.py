@@ -48,6 +48,18 @@ class _Reader:
             raise SettingsError(f"{name}: {refusal}")
         return value
 
+    def optional_alias(self, name: str, default: None) -> str | None:
+        value = self.environ.get(name, "").strip()
+        return self.alias(name, value) if value else default
+
+    def fraction(self, name: str, default: float) -> float:
+        value = self._parsed(name, float, "a number from 0 to 1")
+        if value is None:
+            return default
+        if not 0 <= value <= 1:
+            raise SettingsError(f"{name} must be a number from 0 to 1, got {self.environ[name]!r}")
+        return value
+
     def callback_secret(self, name: str, default: None) -> str | None:
         value = self.environ.get(name) or default
         if value is not None:

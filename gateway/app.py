@@ -30,6 +30,7 @@ from gateway.routes import EXCEPTION_HANDLERS, routes
 from gateway.served_model import ModelSource, ServedModels
 from gateway.service import Gateway
 from gateway.settings import Settings
+from gateway.shadow import Shadow
 from gateway.state import State
 from gateway.webhooks.delivery import CallbackSender
 from gateway.webhooks.policy import create_session
@@ -90,12 +91,29 @@ async def lifespan(
         models = ServedModels(
             source,
             settings,
-            metrics,
+            metrics.served_events(),
             loader=stack.enter_context(_one_thread("model-load")),
             # Polls resolve on a thread of their own: a poll stuck on a hung registry must not
             # make a /reload wait behind it.
             poller=stack.enter_context(_one_thread("registry-poll")),
         )
+        tasks = _follow(models, settings)
+        shadow = None
+        if settings.shadow_alias is not None:
+            # Threads of its own: a shadow load stuck on the registry never delays the served.
+            shadow_models = ServedModels(
+                source,
+                settings,
+                metrics.shadow_events(),
+                loader=stack.enter_context(_one_thread("shadow-load")),
+                poller=stack.enter_context(_one_thread("shadow-poll")),
+                alias=settings.shadow_alias,
+                role="shadow",
+            )
+            tasks += _follow(shadow_models, settings)
+            shadow = Shadow(shadow_models, metrics, prediction_log, settings.shadow_sample)
+            shadow.start()
+            stack.push_async_callback(asyncio.to_thread, shadow.stop)
         session = create_session(
             settings.callback_allowed_networks,
             settings.callback_max_connections,
@@ -114,23 +132,26 @@ async def lifespan(
         metrics.queue_depth.set_function(lambda: batcher.queued)
         batcher.start()
         stack.push_async_callback(batcher.stop)
-        tasks = [asyncio.create_task(models.ensure_model_ready(), name="ensure_model_ready")]
-        if settings.model_poll_interval > 0:
-            tasks.append(
-                asyncio.create_task(
-                    models.follow_registry(settings.model_poll_interval), name="follow_registry"
-                )
-            )
         stack.push_async_callback(_cancel, tasks)
         yield State(
             settings=settings,
             metrics=metrics,
-            gateway=Gateway(models, batcher, sender, metrics),
+            gateway=Gateway(models, batcher, sender, metrics, shadow),
             prediction_log=prediction_log,
             openapi=OpenAPIDocuments(settings),
             # Before a version is served, windows are held to what the configured shape implies.
             shape_only=shape_contract(settings.seq_len_required, settings.n_features_required),
         )
+
+
+def _follow(models: ServedModels, settings: Settings) -> list[asyncio.Task[None]]:
+    """The start-up load and the registry polls of one role."""
+    role = models.role
+    tasks = [asyncio.create_task(models.ensure_model_ready(), name=f"{role}_ensure_model_ready")]
+    if settings.model_poll_interval > 0:
+        poll = models.follow_registry(settings.model_poll_interval)
+        tasks.append(asyncio.create_task(poll, name=f"{role}_follow_registry"))
+    return tasks
 
 
 def served_version(scope: Scope) -> str | None:

@@ -12,6 +12,8 @@ import contextlib
 import glob
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,6 +27,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+DIFFERENCE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -107,7 +110,53 @@ class Metrics:
             "Prediction log lines dropped, by reason (queue_full: disk too slow; write_error)",
             "reason",
         )
+        # The shadow alias (SHADOW_ALIAS) and what every version forecast.
+        self.forecasts = counter(
+            "gateway_forecasts", "Forecasts by role (served, shadow) and version", "role", "version"
+        )
+        self.shadow_failures = counter(
+            "gateway_shadow_failures",
+            "Mirrored windows the shadow did not forecast, and its failed loads, by reason",
+            "reason",
+        )
+        self.shadow_difference = Histogram(
+            "gateway_shadow_difference_usd",
+            "|shadow forecast - served forecast| of one window, USD",
+            buckets=DIFFERENCE_BUCKETS,
+            registry=r,
+        )
+        self.shadow_info = Gauge(
+            "gateway_shadow_info",
+            "The shadow version loaded (1) by alias and version",
+            ["alias", "version"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
         self._served: tuple[str, str] | None = None
+        self._shadowed: tuple[str, str] | None = None
+        self._forecast_children: dict[tuple[str, str], Any] = {}
+
+    def forecast(self, role: str, version: str, n: int = 1) -> None:
+        child = self._forecast_children.get((role, version))
+        if child is None:
+            child = self._forecast_children[(role, version)] = self.forecasts.labels(role, version)
+        child.inc(n)
+
+    def served_events(self) -> ServedEvents:
+        return ServedEvents(self)
+
+    def shadow_events(self) -> ShadowEvents:
+        return ShadowEvents(self)
+
+    def shadowed(self, alias: str, version: str) -> None:
+        """`gateway_shadow_info` names the shadow version loaded, as `served` does the served."""
+        if self._shadowed == (alias, version):
+            return
+        if self._shadowed is not None:
+            self.shadow_info.labels(*self._shadowed).set(0)
+            self.shadow_info.remove(*self._shadowed)
+        self._shadowed = (alias, version)
+        self.shadow_info.labels(alias, version).set(1)
 
     def served(self, alias: str, version: str) -> None:
         """`gateway_model_info` names the served (alias, version) alone: the series of what is
@@ -144,7 +193,43 @@ class SizedFilesCollector(Collector):
                     files.append(path)
         metrics: list[Metric] = list(MultiProcessCollector.merge(files, accumulate=True))  # type: ignore[no-untyped-call]
         for metric in metrics:
-            if metric.name == "gateway_model_info":
+            if metric.name in ("gateway_model_info", "gateway_shadow_info"):
                 # A worker's file keeps every series it ever served, at 0 once it stopped.
                 metric.samples = [s for s in metric.samples if s.value != 0]
         return metrics
+
+
+@dataclass(frozen=True)
+class ServedEvents:
+    """What happens to the served version, as metrics (served_model.ModelEvents)."""
+
+    metrics: Metrics
+
+    def reloaded(self, trigger: str, succeeded: bool) -> None:
+        self.metrics.reloads.labels(trigger, "success" if succeeded else "failure").inc()
+        if not succeeded:
+            self.metrics.load_failures.inc()
+
+    def polled(self, result: str) -> None:
+        self.metrics.polls.labels(result).inc()
+
+    def serving(self, alias: str, version: str) -> None:
+        self.metrics.served(alias, version)
+
+
+@dataclass(frozen=True)
+class ShadowEvents:
+    """What happens to the shadow version: its failed loads count as shadow failures."""
+
+    metrics: Metrics
+
+    def reloaded(self, trigger: str, succeeded: bool) -> None:
+        if not succeeded:
+            self.metrics.shadow_failures.labels("load").inc()
+
+    def polled(self, result: str) -> None:
+        if result == "error":
+            self.metrics.shadow_failures.labels("poll").inc()
+
+    def serving(self, alias: str, version: str) -> None:
+        self.metrics.shadowed(alias, version)

@@ -23,6 +23,7 @@ HEALTH_EXAMPLE = {
     "model_alias": "staging",
     "model_version": "1",
     "model_runtime": "numpy",
+    "shadow": {"model_alias": "challenger", "model_version": "2", "model_loaded": True},
 }
 READY_EXAMPLE = {"status": "ready", "model_alias": "staging", "model_version": "1"}
 NOT_READY_EXAMPLE = {"status": "not ready", "model_loaded": False}
@@ -107,6 +108,22 @@ def component_schemas(settings: Settings, contract: WindowContract) -> dict[str,
                     "description": "what runs the network of the version served (numpy, xla, "
                     "graph), as the version reports it; null before a model is loaded or for "
                     "a version that does not say",
+                },
+                "shadow": {
+                    "anyOf": [
+                        {
+                            "type": "object",
+                            "required": ["model_alias", "model_version", "model_loaded"],
+                            "properties": {
+                                "model_alias": {"type": "string"},
+                                "model_version": nullable_str,
+                                "model_loaded": {"type": "boolean"},
+                            },
+                        },
+                        {"type": "null"},
+                    ],
+                    "description": "the shadow alias's version (SHADOW_ALIAS), which forecasts "
+                    "mirrored requests for the prediction log only; null when unset",
                 },
             },
         },

@@ -1,5 +1,5 @@
 """The prediction log (PREDICTION_LOG): one JSON line per answered prediction, an inference table
-to score served forecasts against the closes that came (scripts/score_predictions.py).
+to score served forecasts against the closes that came (scripts/scorecard.py).
 
 It never slows or fails a prediction. The route only puts a tuple on a bounded queue; one thread
 formats and writes. When the disk is slow the queue fills and new lines are dropped; when it is

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,9 @@ class RegistrySource:
     def __init__(self, settings: Settings, cache_dir: Path) -> None:
         self._settings = settings
         self._cache_dir = cache_dir
+        # The served role and the shadow load on threads of their own: one download at a time,
+        # so that two loads of one version never rename folders under each other.
+        self._downloading = threading.Lock()
 
     def resolve(self, alias: str) -> str:
         """The version `alias` points at now, or ReloadFailed. Only a real alias of the model
@@ -97,25 +101,28 @@ class RegistrySource:
         return model
 
     def _download(self, version: str) -> Path:
+        # One download per version: load_model("models:/...") would download into a new temp
+        # folder on every call and never remove it.
+        local = self._cache_dir / self._settings.registered_model_name / version
+        with self._downloading:
+            if not (local / "MLmodel").exists():
+                self._fetch_into(local, version)
+        return local
+
+    def _fetch_into(self, local: Path, version: str) -> None:
         import mlflow
 
         s = self._settings
-        name = s.registered_model_name
-        # One download per version: load_model("models:/...") would download into a new temp
-        # folder on every call and never remove it.
-        local = self._cache_dir / name / version
-        if not (local / "MLmodel").exists():
-            staging = Path(tempfile.mkdtemp(dir=self._cache_dir, prefix=".download-"))
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version}",
-                dst_path=str(staging),
-                tracking_uri=s.mlflow_tracking_uri,
-            )
-            local.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(local, ignore_errors=True)
-            # Renamed into place whole: a download cut short never looks like a version.
-            staging.rename(local)
-        return local
+        staging = Path(tempfile.mkdtemp(dir=self._cache_dir, prefix=".download-"))
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{s.registered_model_name}/{version}",
+            dst_path=str(staging),
+            tracking_uri=s.mlflow_tracking_uri,
+        )
+        local.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(local, ignore_errors=True)
+        # Renamed into place whole: a download cut short never looks like a version.
+        staging.rename(local)
 
     def _read_contract(self, version: str, local: Path) -> WindowContract:
         import mlflow

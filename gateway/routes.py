@@ -136,6 +136,10 @@ async def predict(request: Request) -> Response:
     except ClientLeft:
         raise ClientDisconnect() from None
     per_request["model_version"] = served.version
+    shadow = gateway.shadow
+    if shadow is not None:
+        # After the answer is made, off the request's path (gateway/shadow.py).
+        shadow.mirror(request_id, payload.x, answer["pred_btc_close_next"], payload.candle_time)
     prediction_log = app["prediction_log"]
     if prediction_log is not None:
         column = served.contract.close_column if served.contract is not None else None

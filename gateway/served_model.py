@@ -29,7 +29,6 @@ import numpy as np
 from gateway.aliases import shown
 from gateway.contract import WindowContract
 from gateway.errors import ReloadFailed
-from gateway.metrics import Metrics
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.served_model")
@@ -69,6 +68,16 @@ class _Reload:
     started: bool = False
 
 
+class ModelEvents(Protocol):
+    """Where the holder of a role reports what happens to it (gateway/metrics.py)."""
+
+    def reloaded(self, trigger: str, succeeded: bool) -> None: ...
+
+    def polled(self, result: str) -> None: ...
+
+    def serving(self, alias: str, version: str) -> None: ...
+
+
 class ModelSource(Protocol):
     """Where versions come from (both calls block; both raise ReloadFailed)."""
 
@@ -88,13 +97,17 @@ class ServedModels:
         self,
         source: ModelSource,
         settings: Settings,
-        metrics: Metrics,
+        events: ModelEvents,
         loader: Executor,
         poller: Executor,
+        alias: str | None = None,
+        role: str = "served",
     ) -> None:
         self._source = source
         self._settings = settings
-        self._metrics = metrics
+        self._events = events
+        self.alias = alias or settings.model_alias  # what an empty reload and start-up load
+        self.role = role  # "served", or "shadow" (for the logs)
         self._loader = loader
         self._poller = poller
         self._current: ServedModel | None = None
@@ -111,7 +124,7 @@ class ServedModels:
     async def reload(self, alias: str | None = None, trigger: str = "api") -> ServedModel:
         """Serve the version behind `alias` (default: MODEL_ALIAS) or raise ReloadFailed
         (ReloadBusy when two reloads are under way already: see the module's docstring)."""
-        alias = alias or self._settings.model_alias
+        alias = alias or self.alias
         job = self._job_for(alias, trigger)
         job.callers += 1
         try:
@@ -156,14 +169,14 @@ class ServedModels:
             try:
                 model = await loop.run_in_executor(self._loader, self._fetch, alias)
             except ReloadFailed:
-                self._metrics.reloads.labels(trigger, "failure").inc()
-                self._metrics.load_failures.inc()
+                self._events.reloaded(trigger, succeeded=False)
                 raise
             self._current = model
-            self._metrics.reloads.labels(trigger, "success").inc()
-            self._metrics.served(model.alias, model.version)
+            self._events.reloaded(trigger, succeeded=True)
+            self._events.serving(model.alias, model.version)
         log.info(
-            "serving %s@%s version %s (%.2f s)",
+            "%s %s@%s version %s (%.2f s)",
+            "serving" if self.role == "served" else f"loaded the {self.role}",
             self._settings.registered_model_name,
             alias,
             model.version,
@@ -186,14 +199,14 @@ class ServedModels:
         return model if model.alias == alias else replace(model, alias=alias)
 
     async def ensure_model_ready(self) -> None:
-        """Start-up: try MODEL_ALIAS every retry interval until loaded or the timeout passes."""
+        """Start-up: try the alias every retry interval until loaded or the timeout passes."""
         s = self._settings
         deadline = time.monotonic() + s.model_load_timeout
         attempt = 0
         while self._current is None:
             attempt += 1
             try:
-                await self.reload(s.model_alias, trigger="startup")
+                await self.reload(self.alias, trigger="startup")
                 return
             except ReloadFailed as e:
                 left = deadline - time.monotonic()
@@ -202,7 +215,7 @@ class ServedModels:
                         "giving up loading %s@%s after %d attempts (MODEL_LOAD_TIMEOUT=%gs): %s; "
                         "the server keeps running, POST /reload to try again",
                         s.registered_model_name,
-                        s.model_alias,
+                        self.alias,
                         attempt,
                         s.model_load_timeout,
                         e.reason,
@@ -233,13 +246,13 @@ class ServedModels:
         try:
             version = await loop.run_in_executor(self._poller, self._source.resolve, current.alias)
         except ReloadFailed as e:
-            self._metrics.polls.labels("error").inc()
+            self._events.polled("error")
             log.warning("registry poll for @%s failed: %s", current.alias, e.reason)
             return
         if version == current.version or (current.alias, version) == self._refused:
-            self._metrics.polls.labels("unchanged").inc()
+            self._events.polled("unchanged")
             return
-        self._metrics.polls.labels("moved").inc()
+        self._events.polled("moved")
         log.info("@%s moved from version %s to %s", current.alias, current.version, version)
         try:
             await self.reload(current.alias, trigger="poll")

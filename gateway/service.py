@@ -9,6 +9,7 @@ from typing import Any
 from gateway.batcher import Batcher
 from gateway.metrics import Metrics
 from gateway.served_model import ServedModel, ServedModels
+from gateway.shadow import Shadow
 from gateway.validation import PredictRequest
 from gateway.webhooks.delivery import CallbackSender
 
@@ -19,6 +20,7 @@ class Gateway:
     batcher: Batcher
     callbacks: CallbackSender
     metrics: Metrics
+    shadow: Shadow | None = None  # SHADOW_ALIAS's version, when set
 
     def health(self) -> dict[str, Any]:
         model = self.store.current
@@ -27,8 +29,10 @@ class Gateway:
             "model_loaded": model is not None,
             "model_alias": model.alias if model else None,
             "model_version": model.version if model else None,
-            # An extra beyond the spec's four: what runs the network ("numpy", "xla", "graph").
+            # Extras beyond the spec's four: what runs the network ("numpy", "xla", "graph"),
+            # and the shadow alias's version (null when SHADOW_ALIAS is unset).
             "model_runtime": model.runtime if model else None,
+            "shadow": self.shadow.health() if self.shadow is not None else None,
         }
 
     async def predict(
@@ -40,6 +44,7 @@ class Gateway:
         """The answer, and the model that computed it. ClientLeft when `client_gone` says the
         client left before its window ran."""
         forecast, model = await self.batcher.predict(request.x, client_gone)
+        self.metrics.forecast("served", model.version)
         interval = (
             {"lower": forecast.lower, "upper": forecast.upper, "level": model.interval_level}
             if forecast.lower is not None and model.interval_level is not None

@@ -80,6 +80,21 @@ class Settings:
         "loaded versions kept in memory: switching among that many aliases never reloads",
         minimum=1,
     )
+    # The shadow alias: a second version forecasting what clients ask, after they are answered.
+    shadow_alias: str | None = setting(
+        "SHADOW_ALIAS",
+        None,
+        "optional_alias",
+        "an alias (e.g. `challenger`) whose version also forecasts mirrored requests, after "
+        "each answer and off its path, for the prediction log only (unset: off); loaded and "
+        "followed like `MODEL_ALIAS`, and never able to change or delay an answer",
+    )
+    shadow_sample: float = setting(
+        "SHADOW_SAMPLE",
+        1.0,
+        "fraction",
+        "the share of predictions mirrored to the shadow, 0 to 1",
+    )
     # Callbacks: total budget per delivery, optional Standard Webhooks secret, allow-list.
     callback_timeout: float = setting(
         "CALLBACK_TIMEOUT",

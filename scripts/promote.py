@@ -1,9 +1,16 @@
 """Move a registry alias on evidence: the candidate must tie persistence and the alias's
-current holder out of sample, with a calibrated interval.
+current holder, with a calibrated interval (the one gate).
 
     python -m scripts.promote --from-alias staging --to-alias Production --data BTC-USD.csv
     python -m scripts.promote --version 3 --to-alias staging --data synthetic
+    python -m scripts.promote --from-alias challenger --to-alias Production --evidence live
+    python -m scripts.promote --version 9 --to-alias Production --evidence backtest:<run id>
     python -m scripts.promote --version 3 --to-alias Production --force true   # recorded override
+
+--evidence offline (the default) evaluates both on --data after both training periods; live
+reads the candidate's figures as the shadow behind the holder, as the scorecard last recorded
+them (at least --min-windows shared windows); backtest:<run id> accepts a walk-forward backtest
+of the candidate's own recipe, for a version retrained on all the data.
 
 Exit codes: 0 moved, 2 bad arguments or unknown names, 3 refused by the gate (alias unchanged).
 """
@@ -12,16 +19,11 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from model_wrapper.data.sources import EVALUATION_ROWS, load_data
 from model_wrapper.defaults import DEFAULT_MODEL_NAME, DEFAULT_TOLERANCE
-from scripts._cli import connect, fail, one_line_errors
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
-
-    from model_wrapper.evaluation.evaluate import Evaluation
+from model_wrapper.errors import UsageError
+from scripts._cli import connect, one_line_errors
 
 REFUSED = 3
 
@@ -29,11 +31,12 @@ REFUSED = 3
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registered-model-name", default=DEFAULT_MODEL_NAME)
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--from-alias", default="staging")
-    source.add_argument("--version")
+    parser.add_argument("--from-alias", default="staging", help="the candidate: this alias's")
+    parser.add_argument("--version", default="", help="the candidate: this version (wins)")
     parser.add_argument("--to-alias", default="Production")
-    parser.add_argument("--data", default="", help='a candle CSV or "synthetic": the evidence')
+    parser.add_argument("--evidence", default="offline", help="offline, live or backtest:<run id>")
+    parser.add_argument("--data", default="", help='offline evidence: a candle CSV or "synthetic"')
+    parser.add_argument("--min-windows", type=int, default=30, help="live evidence: at least")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
     parser.add_argument("--force", default="false", help="true: move even if the gate refuses")
     args = parser.parse_args(argv)
@@ -42,91 +45,80 @@ def main(argv: list[str] | None = None) -> None:
     name, target = args.registered_model_name, args.to_alias
     with one_line_errors():
         from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
 
-        from model_wrapper.evaluation.evaluate import (
-            NoEvidence,
-            describe,
-            evaluate,
-            gate_reasons,
-            has_training_period,
-        )
-        from model_wrapper.registry.aliases import move_alias
+        from model_wrapper.evaluation import promotion
+        from model_wrapper.registry.aliases import holder, move_alias
 
         client = MlflowClient()
         if args.version:
             candidate = str(client.get_model_version(name, args.version).version)
         else:
             candidate = str(client.get_model_version_by_alias(name, args.from_alias).version)
-        try:
-            holder: str | None = str(client.get_model_version_by_alias(name, target).version)
-        except MlflowException:
-            holder = None  # the alias does not exist yet
-        if holder == candidate:
+        current = holder(name, target)
+        if current == candidate:
             print(f"{name}@{target} is version {candidate} already")
             return
-        if not args.data:
+        tags = client.get_model_version(name, candidate).tags or {}
+        if tags.get("point_forecast") == "persistence":
+            print(f"note: version {candidate}'s point forecast is persistence (shrinkage 0)")
+        kind = args.evidence.strip()
+        if kind == "offline" and not args.data:
             if not force:
-                fail(
+                raise UsageError(
                     f"promote needs --data (a candle CSV or synthetic) to gate {name} version "
-                    f"{candidate} against persistence and @{target}; --force true moves it "
-                    "without evidence, recorded on the version"
+                    f"{candidate} against persistence and @{target} (or --evidence live or "
+                    "backtest:<run id>); --force true moves it without evidence, recorded on the "
+                    "version"
                 )
-            _record(client, name, candidate, target, "none: forced without data", forced=True)
-            move_alias(name, target, candidate, moved_by="promote (forced)")
-            print(f"{name}@{target} -> version {candidate} (forced, without evidence)")
-            return
-        data = load_data(args.data, default_rows=EVALUATION_ROWS)
-        baseline = f"models:/{name}/{holder}" if holder else None
-        if baseline and not has_training_period(baseline):
+            evidence = promotion.Evidence("none", [], "none: forced without data")
+        elif kind == "offline":
+            data = load_data(args.data, default_rows=EVALUATION_ROWS)
+            evidence = promotion.offline(name, candidate, current, data, args.tolerance, experiment)
+        elif kind == "live":
+            evidence = promotion.live(name, candidate, current, args.tolerance, args.min_windows)
+        elif kind.startswith("backtest:") and kind.removeprefix("backtest:"):
+            run_id = kind.removeprefix("backtest:")
+            evidence = promotion.backtest(name, candidate, run_id, args.tolerance)
+        else:
+            raise UsageError(f"--evidence must be offline, live or backtest:<run id>, got {kind!r}")
+        for note in evidence.notes:
+            print(f"note: {note}")
+        if evidence.reasons and not force:
             print(
-                f"note: version {holder}, the current holder of @{target}, records no training "
-                "period, so it cannot be scored out of sample: compared with persistence only"
+                f"refused: version {candidate} stays off @{target}: " + "; ".join(evidence.reasons)
             )
-            baseline = None
-        try:
-            evaluation = evaluate(f"models:/{name}/{candidate}", data, baseline, experiment)
-        except NoEvidence as e:
-            fail(str(e))
-        reasons = gate_reasons(evaluation, args.tolerance)
-        evidence = describe(evaluation)
-        if reasons and not force:
-            print(f"refused: version {candidate} stays off @{target}: " + "; ".join(reasons))
-            print(f"evidence: {evidence}")
+            print(f"evidence: {evidence.summary}")
             raise SystemExit(REFUSED)
-        _record(
-            client, name, candidate, target, evidence, forced=bool(reasons), evaluation=evaluation
-        )
-        move_alias(name, target, candidate, moved_by="promote")
-    verdict = "forced past the gate: " + "; ".join(reasons) if reasons else "passed the gate"
-    print(f"{name}@{target} -> version {candidate} ({verdict})\nevidence: {evidence}")
+        forced = force and (bool(evidence.reasons) or evidence.kind == "none")
+        _record(client, name, candidate, target, evidence, forced)
+        move_alias(name, target, candidate, moved_by="promote (forced)" if forced else "promote")
+    if evidence.kind == "none":
+        verdict = "forced, without evidence"
+    elif evidence.reasons:
+        verdict = "forced past the gate: " + "; ".join(evidence.reasons)
+    else:
+        verdict = "passed the gate"
+    print(f"{name}@{target} -> version {candidate} ({verdict})\nevidence: {evidence.summary}")
 
 
 def _record(
-    client: MlflowClient,
-    name: str,
-    version: str,
-    target: str,
-    evidence: str,
-    forced: bool,
-    evaluation: Evaluation | None = None,
+    client: object, name: str, version: str, target: str, evidence: object, forced: bool
 ) -> None:
     """The evidence behind an alias move, as version tags and in the description."""
+    from mlflow import MlflowClient
+
+    from model_wrapper.evaluation.promotion import Evidence
+
+    assert isinstance(client, MlflowClient) and isinstance(evidence, Evidence)
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    tags = {f"promoted_to_{target}": now, "promotion_forced": str(forced).lower()}
-    if evaluation is not None:
-        m = evaluation.metrics
-        tags |= {
-            "promotion_evaluation_run_id": evaluation.run_id,
-            "promotion_mae_ratio_to_persistence": f"{m['mae_ratio_to_persistence']:.4f}",
-            "promotion_interval_coverage": f"{m['interval_coverage']:.3f}",
-        }
-        if evaluation.baseline is not None:
-            tags["promotion_mae_ratio_to_champion"] = f"{m['mae_ratio_to_baseline']:.4f}"
+    tags = {f"promoted_to_{target}": now, "promotion_forced": str(forced).lower(), **evidence.tags}
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     before = client.get_model_version(name, version).description or ""
-    line = f"{now}: {'FORCED onto' if forced else 'promoted to'} @{target}. Evidence: {evidence}"
+    line = (
+        f"{now}: {'FORCED onto' if forced else 'promoted to'} @{target}. "
+        f"Evidence ({evidence.kind}): {evidence.summary}"
+    )
     client.update_model_version(name, version, description=f"{before}\n\n{line}".strip())
 
 

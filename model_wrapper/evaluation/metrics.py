@@ -18,6 +18,8 @@ EWMA_LAMBDA = 0.94
 # Standardised residuals the EWMA-FHS baseline needs before it trusts their quantiles; with
 # fewer, it uses the normal quantiles.
 FHS_MIN_RESIDUALS = 30
+# Loss differences at most this fraction of the losses are a tie (diebold_mariano).
+TIE_RELATIVE = 1e-9
 
 
 def pinball(actual: np.ndarray, quantile: np.ndarray, q: float) -> np.ndarray:
@@ -41,12 +43,17 @@ def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray) -> float:
 
     The mean loss difference over its Newey–West standard error (Bartlett kernel, lag
     floor(4 (n/100)^(2/9))), with Harvey, Leybourne and Newbold's small-sample correction and a
-    Student-t with n-1 degrees of freedom. Identical losses give 1.0.
+    Student-t with n-1 degrees of freedom. Losses that differ by no more than TIE_RELATIVE of
+    their size are a tie (1.0): forecasts a hair apart (a version whose point forecast is
+    persistence, to within rounding) would otherwise show "significant" differences of nothing.
     """
-    d = np.asarray(loss_a, dtype=np.float64) - np.asarray(loss_b, dtype=np.float64)
+    a, b = np.asarray(loss_a, dtype=np.float64), np.asarray(loss_b, dtype=np.float64)
+    d = a - b
     n = len(d)
     if n < 2:
         return math.nan
+    if np.max(np.abs(d)) <= TIE_RELATIVE * np.mean(np.abs(a) + np.abs(b)) / 2:
+        return 1.0
     centred = d - d.mean()
     lag = min(n - 1, math.floor(4 * (n / 100) ** (2 / 9)))
     variance = centred @ centred / n

@@ -104,3 +104,37 @@ def backtest_report(table: pd.DataFrame, pooled: dict[str, float], title: str) -
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def live_report(
+    title: str,
+    curves: list[tuple[str, pd.DatetimeIndex, np.ndarray, np.ndarray, np.ndarray | None]],
+    level: float,
+    rolling: int = 30,
+) -> Figure:
+    """The live picture. `curves`: (label, candle times, |forecast error|, |persistence error|,
+    interval hits or None) per line drawn, e.g. a shadow version and the served version on the
+    windows both forecast. Top: cumulative MAE over cumulative persistence MAE (below 1: ahead
+    of persistence); bottom: interval coverage over the last `rolling` windows."""
+    fig, (top, bottom) = _figure(2, 1, figsize=(11, 7), sharex=True)
+    fig.suptitle(title, fontsize=10)
+    for label, times, errors, persistence, hits in curves:
+        ratio = np.cumsum(errors) / np.maximum(np.cumsum(persistence), 1e-12)
+        top.plot(times, ratio, linewidth=1, label=f"{label}: {ratio[-1]:.4f} after {len(times)}")
+        if hits is not None and len(hits):
+            window = min(rolling, len(hits))
+            covered = pd.Series(hits.astype(float), index=times).rolling(window).mean()
+            bottom.plot(times, covered, linewidth=1, label=label)
+    top.axhline(1, color="black", linewidth=0.8)
+    top.set_ylabel("cumulative MAE / persistence")
+    top.set_title("Cumulative MAE against persistence (below 1: ahead of it)", fontsize=9)
+    top.legend(fontsize=8)
+    bottom.axhline(level, color="black", linewidth=0.8)
+    bottom.set_ylim(0, 1)
+    bottom.set_ylabel(f"coverage, last {rolling}")
+    bottom.set_title(f"{level:.0%} interval coverage over the last {rolling} windows", fontsize=9)
+    bottom.tick_params(axis="x", labelrotation=45, labelsize=7)
+    if bottom.lines:
+        bottom.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

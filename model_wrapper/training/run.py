@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from model_wrapper.data.sources import DataSource
-from model_wrapper.data.windows import make_windows, training_period
+from model_wrapper.data.windows import Windows, make_windows, training_period
 from model_wrapper.defaults import (
     DEFAULT_ALIAS,
     DEFAULT_EXPERIMENT,
@@ -37,6 +37,7 @@ class TrainResult:
     seconds: float = 0.0
     alias_set: bool = False
     gate_message: str = ""
+    persistence_only: bool = False  # shrinkage 0: the point forecast is the last close
 
 
 def train_and_register(
@@ -97,11 +98,16 @@ def train_and_register(
             level,
             ewma=ewma_fhs_interval(candles["close"], holdout.times, level),
         )
-        metrics = {f"holdout_{k}": v for k, v in scores.items()}
+        versus, cannot_compare, current = _versus_holder(
+            registered_model_name, alias, holdout, columns, level
+        )
+        metrics = {f"holdout_{k}": v for k, v in (scores | versus).items()}
         mlflow.log_metrics(metrics)
         ratio = scores["mae_ratio_to_persistence"]
-        refusals = gate(scores, level, tolerance)
+        refusals = gate(scores | versus, level, tolerance, holder=current if versus else None)
+        refusals += cannot_compare
         passed = not refusals
+        persistence_only = fitted.forecast["shrinkage"] == 0
         mlflow.log_figure(
             forecast_report(
                 holdout.times,
@@ -117,11 +123,18 @@ def train_and_register(
         )
         summary = (
             f"holdout MAE {scores['mae']:.2f} USD = {ratio:.4f} x persistence "
-            f"({scores['persistence_mae']:.2f} USD) over {len(holdout)} windows; the gate "
-            f"allows {1 + tolerance:.4f}"
+            f"({scores['persistence_mae']:.2f} USD) over {len(holdout)} windows"
+            + (
+                f", {versus['mae_ratio_to_baseline']:.4f} x version {current}'s (the holder of "
+                f"@{alias}) on the {int(versus['n_shared_with_holder'])} it was not trained on"
+                if versus
+                else ""
+            )
+            + f"; the gate allows {1 + tolerance:.4f}"
         )
         description = (
-            f"Trained on {source.source} (digest {source.digest}), targets "
+            (PERSISTENCE_NOTE if persistence_only else "")
+            + f"Trained on {source.source} (digest {source.digest}), targets "
             f"{period['train_start']} .. {period['train_end']}. {summary}; 80% interval "
             f"covers {scores['interval_coverage']:.3f} of the holdout."
         )
@@ -145,19 +158,66 @@ def train_and_register(
                 "holdout_mae_ratio_to_persistence": f"{ratio:.4f}",
                 "holdout_interval_coverage": f"{scores['interval_coverage']:.3f}",
                 "holdout_gate": "passed" if passed else "failed",
+                **({"point_forecast": "persistence"} if persistence_only else {}),
             },
             description=description,
         )
         seconds = time.perf_counter() - started
         mlflow.log_metric("train_seconds", seconds)
+    gate_message = summary if passed else f"{summary}: refused, " + "; ".join(refusals)
     return TrainResult(
         run_id=run.info.run_id,
         version=version,
         metrics=metrics,
         seconds=seconds,
         alias_set=bool(alias) and passed,
-        gate_message=summary if passed else f"{summary}: refused, " + "; ".join(refusals),
+        gate_message=(PERSISTENCE_NOTE if persistence_only else "") + gate_message,
+        persistence_only=persistence_only,
     )
+
+
+PERSISTENCE_NOTE = (
+    "Its point forecast is persistence (validation chose shrinkage 0): the next close is the last "
+    "close; only the interval comes from the network. "
+)
+
+
+def _versus_holder(
+    name: str, alias: str | None, holdout: Windows, columns: dict[str, np.ndarray], level: float
+) -> tuple[dict[str, float], list[str], str | None]:
+    """The new version against the alias's holder on the holdout windows neither was trained
+    on: (figures, why they cannot be compared, the holder). No holder, or one that records no
+    training period (compared with persistence only): no figures and nothing refused."""
+    from model_wrapper.evaluation.evaluate import load
+    from model_wrapper.evaluation.metrics import compare_to_baseline
+    from model_wrapper.registry.aliases import holder
+
+    current = holder(name, alias) if alias else None
+    if current is None:
+        return {}, [], None
+    held = load(f"models:/{name}/{current}")
+    if held.train_end is None:
+        return {}, [], current
+    shared = np.flatnonzero(holdout.times > held.train_end)
+    if len(shared) == 0:
+        return (
+            {},
+            [
+                f"version {current}, which holds @{alias}, was trained on targets up to "
+                f"{held.train_end:%Y-%m-%d %H:%M}, past this holdout's last "
+                f"({holdout.times[-1]:%Y-%m-%d %H:%M}): no window is out of sample for both, so "
+                "they cannot be compared (shadow this version behind it and promote it on live "
+                "evidence)"
+            ],
+            current,
+        )
+    windows = holdout.select(shared)
+    base = held.forecast(windows)
+    interval = (base[LOWER], base[UPPER]) if LOWER in base else None
+    versus = compare_to_baseline(
+        windows.next_close, columns[POINT][shared], base[POINT], interval, level
+    )
+    return versus | {"n_shared_with_holder": float(len(shared))}, [], current
 
 
 def _fit_summary(histories: tuple[FitHistory, ...]) -> dict[str, float]:

@@ -45,6 +45,7 @@ def test_in_process_health_and_predict_answer_with_the_stand_in(app: TestClient)
         "model_alias": "staging",
         "model_version": "1",
         "model_runtime": STAND_IN_RUNTIME,
+        "shadow": None,
     }
     for window in real_windows(3):
         r = app.post("/predict", json={"X": window.tolist()})

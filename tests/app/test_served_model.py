@@ -42,7 +42,7 @@ async def threads() -> AsyncIterator[tuple[ThreadPoolExecutor, ThreadPoolExecuto
 def holder(
     source: StandInSource, threads: tuple[ThreadPoolExecutor, ThreadPoolExecutor]
 ) -> ServedModels:
-    return ServedModels(source, settings_from({}), Metrics(), *threads)
+    return ServedModels(source, settings_from({}), Metrics().served_events(), *threads)
 
 
 @pytest.mark.anyio

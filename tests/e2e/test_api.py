@@ -36,7 +36,9 @@ def test_health_reports_the_loaded_model(
         "model_loaded": True,
         "model_alias": "staging",
         "model_version": trained.staging,
-        "model_runtime": "numpy",  # an extra beyond the spec: what runs the network
+        # Extras beyond the spec: what runs the network, and the shadow alias (off here).
+        "model_runtime": "numpy",
+        "shadow": None,
     }
 
 

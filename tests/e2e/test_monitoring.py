@@ -70,6 +70,12 @@ def test_alert_rules_pass_promtool_check_and_their_unit_tests() -> None:
     } <= names
 
 
+def test_live_alert_rules_pass_promtool_check_and_their_unit_tests() -> None:
+    """The rules on the scorecard's gauges (their names: tests/e2e/test_live_evidence.py)."""
+    assert "SUCCESS: 3 rules found" in promtool("check", "rules", "live_alerts.yml")
+    assert "SUCCESS" in promtool("test", "rules", "live_alerts_test.yml")
+
+
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     # Grafana's $__rate_interval becomes a plain range so that promtool can parse the query.
     rules = {

@@ -306,6 +306,7 @@ def test_train_register_serve_and_reload_against_a_postgresql_backed_registry(
                 "model_alias": "staging",
                 "model_version": "1",
                 "model_runtime": "numpy",
+                "shadow": None,
             }
             predict_all("1")
             r = httpx.post(f"{gw.url}/reload", json={"alias": "Production"}, timeout=60)

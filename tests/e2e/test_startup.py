@@ -46,6 +46,7 @@ def test_startup_waits_for_the_registry_then_loads(
                 "model_alias": None,
                 "model_version": None,
                 "model_runtime": None,
+                "shadow": None,
             }
             r = post(gw.url, "/predict", {"X": _window()})
             assert (r.status_code, r.json()) == (503, {"detail": NOT_LOADED_DETAIL})

@@ -112,7 +112,7 @@ def test_a_version_records_its_data_and_period(evidence: Evidence) -> None:
     assert pd.Timestamp(version.tags["train_end"]) == candles.index[-1]
     assert pd.Timestamp(version.tags["train_start"]) > candles.index[0]  # after the warm-up
     assert version.tags["data_source"] == str(evidence.train_csv)
-    assert version.description.startswith(f"Trained on {evidence.train_csv}")
+    assert f"Trained on {evidence.train_csv}" in version.description
     run = client.get_run(version.run_id)
     (dataset,) = [i.dataset for i in run.inputs.dataset_inputs]
     assert dataset.digest == version.tags["data_digest"]
@@ -245,3 +245,36 @@ def test_backtest_refits_before_every_period(
     assert parent.data.metrics["pooled_n_windows"] == 120
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"backtest.csv", "backtest.png"} <= artifacts
+
+
+def test_train_moves_its_alias_only_past_a_holder_it_can_compare_with(
+    registry: Registry,
+) -> None:
+    """A version trained on older data never replaces one trained on newer (no window is out
+    of sample for both: train says so and leaves the alias); against a holder trained on older
+    data, the holdout windows after the holder's period compare them."""
+    name, client = "BTC_LSTM_holder", MlflowClient()
+    config = TrainConfig(epochs=1)
+    early = synthetic_candles(500, seed=31, start="2020-01-01")
+    late = synthetic_candles(
+        500, seed=32, start="2020-03-01", start_price=float(early["close"].iloc[-1])
+    )
+    newer = train_and_register(late, config, name, alias=None).version
+    client.set_registered_model_alias(name, "fresh", newer)
+    older = train_and_register(early, config, name, alias="fresh", tolerance=10.0)
+    assert not older.alias_set
+    assert "cannot be compared" in older.gate_message
+    assert client.get_model_version_by_alias(name, "fresh").version == newer
+
+    client.set_registered_model_alias(name, "aged", older.version)
+    later = train_and_register(late, config, name, alias="aged", tolerance=10.0)
+    # The whole holdout comes after the older holder's period: every window compares them.
+    holdout = int(client.get_run(later.run_id).data.params["n_holdout"])
+    assert later.metrics["holdout_n_shared_with_holder"] == holdout
+    assert later.metrics["holdout_mae_ratio_to_baseline"] > 0
+    assert f"x version {older.version}'s (the holder of @aged)" in later.gate_message
+    moved = client.get_model_version_by_alias(name, "aged").version == later.version
+    assert moved == later.alias_set
+    if moved:
+        tags = client.get_model_version(name, later.version).tags
+        assert tags["previous_holder.aged"] == older.version

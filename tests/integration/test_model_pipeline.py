@@ -178,3 +178,25 @@ def test_the_unchecked_fast_path_answers_as_predict_does(
     np.testing.assert_array_equal(rows[[0, 2]], fast[[0, 2]])
     with pytest.raises(MlflowException, match="beyond what the model can read"):
         forecaster.predict(None, unreadable)
+
+
+def test_a_version_whose_point_forecast_is_persistence_says_so(trained: TrainedVersions) -> None:
+    """A fit whose validation chose shrinkage 0 forecasts the last close: its tag and
+    description say so; one that kept some of the network's median does not claim it."""
+    client = MlflowClient()
+    said = {}
+    for version in (trained.staging, trained.production):
+        mv = client.get_model_version(MODEL_NAME, version)
+        model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}")
+        shrinkage = model.metadata.metadata["forecast"]["shrinkage"]
+        persistence = mv.tags.get("point_forecast") == "persistence"
+        assert persistence == (shrinkage == 0), (version, shrinkage)
+        assert mv.description.startswith("Its point forecast is persistence") == persistence
+        said[version] = persistence
+        if persistence:
+            x = windows(5)
+            np.testing.assert_allclose(
+                model.predict(x)["pred_btc_close_next"], x[:, -1, 3], rtol=1e-12
+            )
+    # The session's two versions are one of each (seeded data, one epoch).
+    assert sorted(said.values()) == [False, True]

@@ -81,6 +81,7 @@ def k8s() -> dict[str, dict[str, Any]]:
         "Service",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
+        "PersistentVolumeClaim",
     }
     assert expected <= set(found), f"missing: {expected - set(found)}"
     return found
@@ -251,7 +252,11 @@ def test_the_deployment_takes_its_environment_from_the_configmap_and_secret(
     c = container(k8s)
     (env_from,) = c["envFrom"]
     assert env_from["configMapRef"]["name"] == k8s["ConfigMap"]["metadata"]["name"]
-    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in c["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
     assert "GATEWAY_ADMIN_TOKEN" in refs
     for name, ref in refs.items():
         assert ref["name"] == k8s["Secret"]["metadata"]["name"], name
@@ -262,7 +267,8 @@ def test_every_variable_set_is_one_the_code_reads(k8s: dict[str, dict[str, Any]]
     known = variables_the_code_reads()
     # The recorder must see the spec's variables, or this test would pass on nothing.
     assert {"MLFLOW_TRACKING_URI", "SEQ_LEN_REQUIRED", "GATEWAY_ADMIN_TOKEN"} <= known
-    container_env = {e["name"] for e in container(k8s)["env"]}
+    # POD_NAME only names the pod's own prediction log file (PREDICTION_LOG=...$(POD_NAME)...).
+    container_env = {e["name"] for e in container(k8s)["env"]} - {"POD_NAME"}
     for source, names in (
         ("ConfigMap", set(configmap_env(k8s))),
         ("Secret", set(secret_env(k8s))),
@@ -322,3 +328,59 @@ def test_kubernetes_waits_out_the_drain_before_killing(k8s: dict[str, dict[str, 
     else:
         pause = float(pre_stop.get("sleep", {}).get("seconds", 0))
     assert pod["terminationGracePeriodSeconds"] > pause + grace
+
+
+# ---------------------------------------------------------------------------------------------
+# Live evidence: the prediction log on a shared volume, the scorecard and the guard
+
+
+def live_objects() -> dict[str, dict[str, Any]]:
+    found = {}
+    for path in sorted((DEPLOY / "k8s" / "live").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            found[doc["kind"]] = doc
+    assert set(found) == {"Deployment", "Service", "CronJob"}
+    return found
+
+
+def pod_of(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+    return dict(spec["template"]["spec"])
+
+
+@pytest.mark.parametrize(("kind", "module"), [("Deployment", "scorecard"), ("CronJob", "guard")])
+def test_the_live_jobs_run_their_scripts_with_arguments_they_take(
+    k8s: dict[str, dict[str, Any]], kind: str, module: str
+) -> None:
+    import importlib
+
+    pod = pod_of(live_objects()[kind])
+    (c,) = pod["containers"]
+    assert c["command"][:3] == ["python", "-m", f"scripts.{module}"]
+    # The script's own parser takes the arguments (it would exit 2 on an unknown one).
+    parse = importlib.import_module(f"scripts.{module}").parser
+    parse().parse_args(c["command"][3:])
+    claim = k8s["PersistentVolumeClaim"]["metadata"]["name"]
+    assert [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]] == [claim]
+    (mount,) = c["volumeMounts"]
+    log_dir = c["command"][c["command"].index("--log") + 1].rsplit("/", 1)[0]
+    assert log_dir.startswith(mount["mountPath"]) and mount["readOnly"]
+    ref = {e["name"]: e["valueFrom"]["configMapKeyRef"] for e in c["env"] if "valueFrom" in e}
+    assert ref["MLFLOW_TRACKING_URI"]["name"] == k8s["ConfigMap"]["metadata"]["name"]
+
+
+def test_every_gateway_pod_logs_to_its_own_file_where_the_live_jobs_read(
+    k8s: dict[str, dict[str, Any]],
+) -> None:
+    c = container(k8s)
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    log = env["PREDICTION_LOG"]["value"]
+    assert "$(POD_NAME)" in log  # one file per pod: no two writers
+    (live,) = [m for m in c["volumeMounts"] if m["name"] == "live"]
+    assert log.startswith(live["mountPath"] + "/")
+    (scorecard,) = pod_of(live_objects()["Deployment"])["containers"]
+    read = scorecard["command"][scorecard["command"].index("--log") + 1]
+    assert read.rsplit("/", 1)[0] == log.rsplit("/", 1)[0]
+    service = live_objects()["Service"]
+    assert service["spec"]["ports"][0]["targetPort"] in ("metrics", 9108)

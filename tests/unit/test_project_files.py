@@ -47,6 +47,9 @@ def test_mlproject_has_the_documented_entry_points() -> None:
         "wrap",
         "serve_pyfunc",
         "serve",
+        "scorecard",
+        "guard",
+        "replay",
     }
     assert set(entry_points["train"]["parameters"]) == {
         "data",
