@@ -234,14 +234,15 @@ def score(rows: list[Scored]) -> dict[str, float]:
 def _common_windows(
     shadow: list[Scored], served_by_request: Mapping[str, Scored]
 ) -> tuple[str | None, list[tuple[Scored, Scored]]]:
-    """The served version this shadow was mostly compared with (the one that answered the most
-    of its requests), and the (shadow, served) pairs of the windows both forecast with it."""
+    """The served version this shadow was last compared with (the one that answered its latest
+    shared request: the holder a live promotion is judged against), and the (shadow, served)
+    pairs of the windows both forecast with that version."""
     pairs = [
         (s, served_by_request[s.request_id]) for s in shadow if s.request_id in served_by_request
     ]
     if not pairs:
         return None, []
-    version, _ = Counter(served.version for _, served in pairs).most_common(1)[0]
+    version = max(pairs, key=lambda pair: pair[1].logged)[1].version
     return version, [(s, served) for s, served in pairs if served.version == version]
 
 
