@@ -3,7 +3,8 @@
     python -m scripts.backtest --data BTC-USD.csv --refit-days 180 --start 2019-01-01
     python -m scripts.backtest --data BTC-USD.csv --seeds 42,1,2   # the spread over seeds
 
-Logs one parent run (pooled metrics, backtest.csv, backtest.png) with a child run per period.
+Logs one parent run (pooled metrics, backtest.csv, backtest.png and every period's forecasts,
+predictions/windows.parquet) with a child run per period.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
     python -m scripts.evaluate --model models:/BTC_LSTM_Production/3 --data synthetic \\
         --baseline models:/BTC_LSTM_Production@Production
 
-Logs an evaluation run (metrics, evaluation.json, evaluation_report.png) and tags the version.
+Logs an evaluation run (metrics, evaluation.json, evaluation_report.png and the per-window
+forecasts, predictions/windows.parquet) and tags the version.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ from model_wrapper.data.sources import DataSource
 from model_wrapper.data.windows import Windows, make_windows
 from model_wrapper.errors import UsageError
 from model_wrapper.evaluation.metrics import ewma_fhs_interval, score_forecasts
-from model_wrapper.evaluation.reports import backtest_report
+from model_wrapper.evaluation.reports import Forecasts, backtest_report
+from model_wrapper.evaluation.windows_table import log_windows_table, scored_windows_table
 from model_wrapper.model.transforms import LOWER, POINT, UPPER
 from model_wrapper.training.recipe import TrainConfig, fit_recipe
 
@@ -34,6 +35,7 @@ class Period:
 class BacktestResult:
     run_id: str
     table: pd.DataFrame  # one row per (seed, period)
+    windows: pd.DataFrame  # one row per (seed, scored window): the per-window table
     pooled: dict[str, float]  # over every period, seeds averaged
     pooled_by_seed: dict[int, dict[str, float]]
 
@@ -66,6 +68,7 @@ def walk_forward(
     if experiment:
         mlflow.set_experiment(experiment)
     rows: list[dict[str, Any]] = []
+    window_rows: list[pd.DataFrame] = []
     pooled_parts: dict[int, list[tuple[Windows, dict[str, np.ndarray]]]] = {s: [] for s in seeds}
     with mlflow.start_run() as parent:
         mlflow.set_tag("run_kind", "backtest")  # also when `mlflow run` made the run
@@ -82,15 +85,24 @@ def walk_forward(
         )
         data.log_input("backtest")
         for seed in seeds:
-            for period in plan:
+            for fold, period in enumerate(plan):
                 fit_part = windows.select(np.flatnonzero(windows.times < period.start))
                 test_part = windows.select(
                     np.flatnonzero((windows.times >= period.start) & (windows.times < period.end))
                 )
                 scored = _score_period(data, replace(config, seed=seed), fit_part, test_part)
                 pooled_parts[seed].append((test_part, scored["columns"]))
+                window_rows.append(
+                    scored_windows_table(
+                        test_part,
+                        data.candles.index,
+                        scored["columns"],
+                        {"fold": fold, "seed": seed},
+                    )
+                )
                 row = {
                     "seed": seed,
+                    "fold": fold,
                     "period_start": period.start,
                     "period_end": test_part.times[-1],
                     "train_end": fit_part.times[-1],
@@ -106,6 +118,7 @@ def walk_forward(
                     mlflow.log_params(
                         {
                             "seed": seed,
+                            "fold": fold,
                             "period_start": f"{period.start:%Y-%m-%d}",
                             "train_end": fit_part.times[-1].isoformat(),
                         }
@@ -124,11 +137,33 @@ def walk_forward(
             "backtest.json",
         )
         mlflow.log_text(table.to_csv(index=False), "backtest.csv")
+        # Seed-major as made; in time order (then by seed, in the order given) for the table.
+        per_window = pd.concat(window_rows, ignore_index=True)
+        per_window = per_window.sort_values("time", kind="stable", ignore_index=True)
+        log_windows_table(per_window)
         mlflow.log_figure(
-            backtest_report(table, pooled, f"Walk-forward, refit every {refit_days} days"),
+            backtest_report(
+                table,
+                pooled,
+                f"Walk-forward, refit every {refit_days} days",
+                _forecasts(per_window[per_window["seed"] == seeds[0]], level),
+                f"Every period's forecasts (seed {seeds[0]}), each from the refit before it",
+            ),
             "backtest.png",
         )
-    return BacktestResult(parent.info.run_id, table, pooled, by_seed)
+    return BacktestResult(parent.info.run_id, table, per_window, pooled, by_seed)
+
+
+def _forecasts(rows: pd.DataFrame, level: float) -> Forecasts:
+    return Forecasts(
+        pd.DatetimeIndex(rows["target_time"]),
+        rows["actual_close"].to_numpy(),
+        rows["last_close"].to_numpy(),
+        rows[POINT].to_numpy(),
+        rows[LOWER].to_numpy(),
+        rows[UPPER].to_numpy(),
+        level,
+    )
 
 
 def _score_period(

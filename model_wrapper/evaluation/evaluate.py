@@ -22,6 +22,7 @@ from model_wrapper.errors import UsageError
 from model_wrapper.evaluation.gate import gate
 from model_wrapper.evaluation.metrics import compare_to_baseline, ewma_fhs_interval, score_forecasts
 from model_wrapper.evaluation.reports import forecast_report
+from model_wrapper.evaluation.windows_table import log_windows_table, scored_windows_table
 from model_wrapper.model.transforms import LOWER, POINT, UPPER
 from model_wrapper.registry.uris import parse_model_uri, resolve_version
 
@@ -176,9 +177,11 @@ def evaluate(
                 columns.get(UPPER),
                 metrics,
                 f"{model.uri} out of sample on {data.source}",
+                level,
             ),
             "evaluation_report.png",
         )
+        log_windows_table(scored_windows_table(windows, data.candles.index, columns))
     if model.name and model.version:
         summary = {
             "last_evaluation_run_id": run.info.run_id,

@@ -51,6 +51,7 @@ class Scored:
     lower: float | None
     upper: float | None
     level: float | None
+    target: pd.Timestamp | None = None  # the candle forecast (the one after `candle`)
 
 
 @dataclass
@@ -135,6 +136,7 @@ def match(lines: list[dict[str, Any]], candles: pd.DataFrame, unreadable: int = 
                 lower=float(interval["lower"]) if interval else None,
                 upper=float(interval["upper"]) if interval else None,
                 level=float(interval["level"]) if interval else None,
+                target=times[i + 1],
             )
         )
         out.counts["scored"] += 1

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from model_wrapper.evaluation.live import DEFAULT_LEVEL, LiveFigures, Scored
-from model_wrapper.evaluation.reports import live_report
+from model_wrapper.evaluation.reports import Forecasts, live_report
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -131,7 +131,7 @@ def picture(name: str, fig: LiveFigures, served: LiveFigures | None) -> Figure:
     )
     if "live_mae_ratio_to_served" in m and math.isfinite(m["live_mae_ratio_to_served"]):
         title += f", {m['live_mae_ratio_to_served']:.4f} x v{fig.served_version}'s"
-    return live_report(title, curves, level)
+    return live_report(title, curves, level, forecasts=_forecasts(fig.scored, level))
 
 
 def _curve(
@@ -148,4 +148,24 @@ def _curve(
         np.abs(np.array([s.forecast for s in rows]) - actual),
         np.abs(np.array([s.last_close for s in rows]) - actual),
         hits,
+    )
+
+
+def _forecasts(rows: list[Scored], level: float) -> Forecasts:
+    """The version's own forecasts at the candles they forecast (at the window's last candle
+    for rows that do not record it)."""
+
+    def when(s: Scored) -> pd.Timestamp:
+        return s.target if s.target is not None else s.candle
+
+    rows = sorted(rows, key=when)
+    banded = bool(rows) and all(s.lower is not None and s.upper is not None for s in rows)
+    return Forecasts(
+        pd.DatetimeIndex([when(s) for s in rows]),
+        np.array([s.actual for s in rows]),
+        np.array([s.last_close for s in rows]),
+        np.array([s.forecast for s in rows]),
+        np.array([s.lower for s in rows], dtype=np.float64) if banded else None,
+        np.array([s.upper for s in rows], dtype=np.float64) if banded else None,
+        level,
     )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +18,9 @@ from mlflow.exceptions import MlflowException
 
 from model_wrapper.data.sources import DataSource, load_data
 from model_wrapper.data.synthetic import synthetic_candles
+from model_wrapper.evaluation.windows_table import WINDOW_COLUMNS, WINDOWS_ARTIFACT
+from model_wrapper.model.features import window_from_candles
+from model_wrapper.model.transforms import LOWER, OUTPUT_COLUMNS, POINT
 from model_wrapper.training.recipe import TrainConfig
 from model_wrapper.training.run import train_and_register
 from tests.helpers import Outcome, Registry
@@ -119,6 +123,10 @@ def test_a_version_records_its_data_and_period(evidence: Evidence) -> None:
     assert json.loads(dataset.source) == {"uri": str(evidence.train_csv)}
 
 
+def windows_table(client: MlflowClient, run_id: str, folder: Path) -> pd.DataFrame:
+    return pd.read_parquet(client.download_artifacts(run_id, WINDOWS_ARTIFACT, str(folder)))
+
+
 def test_evaluate_scores_only_windows_after_the_training_period(
     evidence: Evidence, run_cli: Callable[..., Outcome], tmp_path: Path
 ) -> None:
@@ -138,6 +146,28 @@ def test_evaluate_scores_only_windows_after_the_training_period(
     assert run.data.tags["model_uri"] == uri
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"evaluation.json", "evaluation_report.png"} <= artifacts
+    # One row per scored window, in time order, each with the forecast the version answers for
+    # that window (built here the way a client builds it, from the candles up to its last).
+    table = windows_table(client, run.info.run_id, tmp_path)
+    candles = load_data(str(evidence.full_csv)).candles
+    assert tuple(table.columns) == WINDOW_COLUMNS
+    assert len(table) == run.data.metrics["n_windows"]
+    assert table["time"].is_monotonic_increasing and table["time"].is_unique
+    assert list(table["target_time"]) == list(candles.index[after])
+    assert list(table["time"]) == list(candles.index[TRAIN_ROWS - 1 : -1])
+    np.testing.assert_array_equal(table["actual_close"], candles["close"].to_numpy()[after])
+    np.testing.assert_array_equal(
+        table["last_close"], candles["close"].to_numpy()[TRAIN_ROWS - 1 : -1]
+    )
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    seq_len = int(pyfunc.metadata.metadata["seq_len"])
+    x = np.asarray([window_from_candles(candles.loc[:t], seq_len) for t in table["time"]])
+    answer = pyfunc.predict(x.astype(np.float32))
+    for column in OUTPUT_COLUMNS:
+        np.testing.assert_allclose(table[column], answer[column], rtol=1e-9)
+    assert (table[LOWER] < table["pred_interval_upper"]).all()
+    mae = np.mean(np.abs(table[POINT] - table["actual_close"]))
+    assert mae == pytest.approx(run.data.metrics["mae"], rel=1e-9)
     report = json.loads(
         Path(
             client.download_artifacts(run.info.run_id, "evaluation.json", str(tmp_path))
@@ -220,7 +250,7 @@ def test_train_registers_but_keeps_the_alias_when_the_holdout_gate_fails(
 
 
 def test_backtest_refits_before_every_period(
-    evidence: Evidence, run_cli: Callable[..., Outcome]
+    evidence: Evidence, run_cli: Callable[..., Outcome], tmp_path: Path
 ) -> None:
     """The backtest command line in this process (TensorFlow is loaded once; `mlflow run`
     itself is tested with `train` and `serve_pyfunc` in tests/e2e/test_tracking.py, and every entry
@@ -237,10 +267,24 @@ def test_backtest_refits_before_every_period(
     (parent,) = client.search_runs([experiment], "tags.run_kind = 'backtest'")
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(children) == 2
+    table = windows_table(client, parent.info.run_id, tmp_path)
+    assert tuple(table.columns) == (*WINDOW_COLUMNS, "fold", "seed")
+    assert len(table) == 120
+    assert table["time"].is_monotonic_increasing and table["time"].is_unique
+    assert list(table["target_time"]) == list(candles.index[ROWS - 120 :])
+    np.testing.assert_array_equal(table["actual_close"], candles["close"].to_numpy()[ROWS - 120 :])
+    assert set(table["seed"]) == {42}
     for child in children:
         # Each period's model saw only targets before the period.
         train_end = pd.Timestamp(child.data.params["train_end"])
-        assert train_end < pd.Timestamp(child.data.params["period_start"], tz="UTC")
+        period_start = pd.Timestamp(child.data.params["period_start"], tz="UTC")
+        assert train_end < period_start
+        # Its rows in the table are its windows, with the forecasts it was scored on.
+        rows = table[table["fold"] == int(child.data.params["fold"])]
+        assert len(rows) == child.data.metrics["n_windows"]
+        assert (rows["target_time"] >= period_start).all() and (rows["time"] >= train_end).all()
+        mae = np.mean(np.abs(rows[POINT] - rows["actual_close"]))
+        assert mae == pytest.approx(child.data.metrics["mae"], rel=1e-9)
     assert sum(c.data.metrics["n_windows"] for c in children) == 120
     assert parent.data.metrics["pooled_n_windows"] == 120
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
