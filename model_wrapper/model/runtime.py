@@ -15,6 +15,14 @@ import numpy as np
 # Batch sizes the inference function is compiled for; larger inputs run in chunks of the last.
 BATCH_BUCKETS = (1, 4, 16, 64)
 NUMPY_WEIGHTS = "numpy_weights"  # the artifact NumPy serves from, when present
+# Windows the NumPy forward pass runs at once: a larger batch runs in blocks of this many, whose
+# buffers stay in cache and are reused from the allocator instead of faulted in afresh.
+NUMPY_BLOCK = 256
+# A block's width (windows) is padded to a multiple of this: BLAS and NumPy's SIMD loops then
+# give every window the same arithmetic whatever else shares its batch (a narrow or ragged
+# block takes other code paths, whose last bits differ), so a window's forecast never depends
+# on the traffic it was batched with. NUMPY_BLOCK is a multiple of it.
+NUMPY_LANES = 16
 
 
 def pick_runtime(network: Any, seq_len: int, n_features: int) -> tuple[Any, str]:
@@ -103,16 +111,24 @@ def numpy_weights(network: Any) -> dict[str, Any] | None:
 
 
 def forward_from_weights(weights: dict[str, Any]) -> Any:
-    """x [N, T, F] float32 -> the network's outputs, averaged over the members (an ensemble)."""
+    """x [N, T, F] float32 -> the network's outputs [N, K] float32, averaged over the members
+    (an ensemble).
+
+    `weights` is the `numpy_weights` artifact as logged (flat names "member/layer/...", the
+    layout of every version in a registry); it is laid out for speed here, once per load.
+    Members of one shape (all that this project trains) run side by side as one `_Stack`.
+    """
     by_member: dict[str, dict[str, Any]] = {}
     for name, array in weights.items():
         member, key = name.split("/", 1)
         by_member.setdefault(member, {})[key] = array
     plans = [_plan(arrays) for _, arrays in sorted(by_member.items(), key=lambda m: int(m[0]))]
+    if all(_shape(plan) == _shape(plans[0]) for plan in plans):
+        return _Stack(plans)
+    stacks = [_Stack([plan]) for plan in plans]
 
     def forward(x: np.ndarray) -> np.ndarray:
-        outputs = [_run_plan(plan, x) for plan in plans]
-        return np.asarray(np.mean(outputs, axis=0, dtype=np.float32))
+        return np.asarray(np.mean([stack(x) for stack in stacks], axis=0, dtype=np.float32))
 
     return forward
 
@@ -125,6 +141,108 @@ def _plan(member: dict[str, Any]) -> tuple[Any, ...]:
         for j in range(n_dense)
     )
     return f32["lstm/kernel"], f32["lstm/recurrent"], f32["lstm/bias"], dense
+
+
+def _shape(plan: tuple[Any, ...]) -> tuple[Any, ...]:
+    kernel, recurrent, _, dense = plan
+    return kernel.shape, recurrent.shape, tuple((w.shape, relu) for w, _, relu in dense)
+
+
+# Keras orders an LSTM's gates input, forget, cell, output; a step here orders them output,
+# input, forget, cell: the three sigmoid gates are one block, and the cell state, kept right
+# after the cell gate, pairs [input, forget] with [cell gate, cell state] in one multiply.
+_GATE_ORDER = (3, 0, 1, 2)
+
+
+class _Stack:
+    """M LSTM networks of one shape run side by side: each NumPy call of a step serves every
+    member, and the members' average is folded into the last (linear) layer.
+
+    The batch is the last axis, so that every gate is a contiguous block (NumPy's loops over a
+    few columns of [N, units] pay per row). A step's one matmul takes [x_t, h_{t-1}, 1] against
+    the kernel, recurrent kernel and bias stacked together, for all four gates; the sigmoid
+    gates' rows are halved at load, so that one tanh gives every gate (sigmoid(z) =
+    tanh(z/2)/2 + 1/2; halving a float32 is exact). Buffers are allocated per call: threads
+    may share a version.
+    """
+
+    def __init__(self, plans: list[tuple[Any, ...]]) -> None:
+        members, self.units = len(plans), plans[0][1].shape[0]
+        u = self.units
+        order = np.concatenate([np.arange(k * u, (k + 1) * u) for k in _GATE_ORDER])
+        halve = np.repeat(np.asarray([0.5, 0.5, 0.5, 1.0], np.float32), u)[:, np.newaxis]
+        # [M, 4 units, F + units + 1]: a row per gate unit; columns x_t, h_{t-1}, then the bias.
+        self.step = np.stack(
+            [np.concatenate([k, r, b[np.newaxis]])[:, order].T * halve for k, r, b, _ in plans]
+        )
+        # Dense layers per member as [M, out, in] and [M, out, 1], to multiply [M, in, N].
+        self.dense = [
+            (
+                np.stack([p[3][j][0].T for p in plans]),
+                np.stack([p[3][j][1][:, np.newaxis] for p in plans]),
+                relu,
+            )
+            for j, (_, _, relu) in enumerate(plans[0][3])
+        ]
+        self.last: tuple[np.ndarray, np.ndarray] | None = None
+        if self.dense and not self.dense[-1][2]:
+            # The mean over m of W_m a_m + b_m is [a_1 ... a_M] [W_1 ... W_M]^T / M + mean(b).
+            w, b, _ = self.dense.pop()
+            kernel = np.concatenate(list(w / np.float32(members)), axis=1).T
+            self.last = (np.ascontiguousarray(kernel), b[:, :, 0].mean(axis=0, dtype=np.float32))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if len(x) <= NUMPY_BLOCK:
+            return self._block(x)
+        return np.concatenate(
+            [self._block(x[i : i + NUMPY_BLOCK]) for i in range(0, len(x), NUMPY_BLOCK)]
+        )
+
+    def _block(self, x: np.ndarray) -> np.ndarray:
+        given, steps, features = x.shape
+        n = -(-given // NUMPY_LANES) * NUMPY_LANES  # the padded width (see NUMPY_LANES)
+        members, rows, width = self.step.shape
+        u = self.units
+        # Step t reads xh[t]: x_t (the same for every member), h_{t-1} (written by step t-1), 1.
+        xh = np.empty((steps, members, width, n), np.float32)
+        xh[:, :, :features, :given] = x.transpose(1, 2, 0)[:, np.newaxis]
+        xh[:, :, :features, given:] = 0.0
+        xh[:, :, -1] = 1.0
+        xh[0, :, features:-1] = 0.0
+        zc = np.empty((members, rows + u, n), np.float32)  # gates o, i, f, g; cell state c
+        zc[:, rows:] = 0.0
+        z, sigmoid, o, c = zc[:, :rows], zc[:, : 3 * u], zc[:, :u], zc[:, rows:]
+        i_f, g_c, i_g, f_c = (
+            zc[:, u : 3 * u],
+            zc[:, 3 * u :],
+            zc[:, u : 2 * u],
+            zc[:, 2 * u : rows - u],
+        )
+        tanh_c = np.empty((members, u, n), np.float32)
+        h = np.empty((members, u, n), np.float32)
+        with np.errstate(over="ignore"):  # a huge input's sum overflows: tanh saturates it
+            for t in range(steps):
+                np.matmul(self.step, xh[t], out=z)
+                np.tanh(z, out=z)
+                sigmoid *= 0.5
+                sigmoid += 0.5
+                np.multiply(i_f, g_c, out=i_f)  # [i * g, f * c]
+                np.add(i_g, f_c, out=c)
+                np.tanh(c, out=tanh_c)
+                np.multiply(o, tanh_c, out=xh[t + 1, :, features:-1] if t + 1 < steps else h)
+        out = h
+        for w, b, relu in self.dense:
+            out = np.matmul(w, out)
+            out += b
+            if relu:
+                np.maximum(out, 0, out=out)
+        if self.last is None:
+            mean = np.asarray(np.mean(out, axis=0, dtype=np.float32))
+            return np.ascontiguousarray(mean.T[:given])
+        kernel, bias = self.last
+        result: np.ndarray = out.reshape(members * out.shape[1], n).T @ kernel
+        result += bias
+        return result[:given]
 
 
 def _member_weights(member: Any) -> dict[str, Any] | None:
@@ -160,25 +278,3 @@ def _member_weights(member: Any) -> dict[str, Any] | None:
         }
         dense += 1
     return weights
-
-
-def _run_plan(plan: tuple[Any, ...], x: np.ndarray) -> np.ndarray:
-    kernel, recurrent, bias, dense = plan
-    units = recurrent.shape[0]
-    inputs = x @ kernel + bias  # every step's input projection at once: [N, T, 4 units]
-    h = np.zeros((len(x), units), np.float32)
-    c = np.zeros_like(h)
-    with np.errstate(over="ignore"):  # exp overflow is a gate at exactly 0: the right answer
-        for t in range(x.shape[1]):
-            z = inputs[:, t] + h @ recurrent
-            gates = 1.0 / (1.0 + np.exp(-z))
-            c = gates[:, units : 2 * units] * c + gates[:, :units] * np.tanh(
-                z[:, 2 * units : 3 * units]
-            )
-            h = gates[:, 3 * units :] * np.tanh(c)
-    out = h
-    for w, b, relu in dense:
-        out = out @ w + b
-        if relu:
-            out = np.maximum(out, 0, dtype=np.float32)
-    return out
