@@ -44,6 +44,7 @@ LONGEST_FIRST = (
     "integration/test_evidence.py",
     "e2e/test_postgres_registry.py",
     "e2e/test_live_evidence.py",
+    "e2e/test_batch_doors.py",
     "e2e/test_abuse.py",
     "e2e/test_recipe_evidence.py",
     "e2e/test_local_commands.py",

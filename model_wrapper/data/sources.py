@@ -70,3 +70,21 @@ def load_data(spec: str, default_rows: int = DEMO_ROWS, min_rows: int = 1) -> Da
         return DataSource(f"synthetic(seed={SYNTHETIC_SEED}, rows={rows})", candles)
     path = Path(spec).expanduser().resolve()
     return DataSource(str(path), load_candles(path, min_rows=min_rows))
+
+
+def cut_at(data: DataSource, end: str, min_rows: int = 1) -> DataSource:
+    """The candles up to and including `end` (a date or time, read as UTC): a run that must not
+    see later data. The source says where it was cut, so the digest and the name agree."""
+    try:
+        stamp = pd.Timestamp(end)
+    except ValueError:
+        raise UsageError(f"end {end!r}: expected a date or time, e.g. 2023-12-31") from None
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    if len(end) <= 10:  # a date: the whole day
+        stamp += pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    candles = data.candles.loc[:stamp]
+    if len(candles) < min_rows:
+        raise UsageError(
+            f"end {end!r} leaves {len(candles)} candles of {data.source}; need at least {min_rows}"
+        )
+    return DataSource(f"{data.source} up to {stamp.isoformat()}", candles)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from model_wrapper.errors import UsageError
-from model_wrapper.model.features import compute_features, min_candles
+from model_wrapper.model.features import candle_windows, min_candles
 from model_wrapper.model.transforms import CLOSE
 
 
@@ -37,12 +37,10 @@ def make_windows(candles: pd.DataFrame, seq_len: int) -> Windows:
             f"too few candles: need at least {min_candles(seq_len) + 1} for one training window "
             f"of {seq_len} steps and its target, got {len(candles)}"
         )
-    feats = compute_features(candles).to_numpy(dtype=np.float64)
-    close = feats[:, CLOSE]
-    n = len(feats) - seq_len  # the last window has no next close to learn from
-    idx = np.arange(seq_len)[None, :] + np.arange(n)[:, None]
-    x = feats[idx]
-    next_close = close[seq_len:]
+    # The windows the model's own candles door makes; the last has no next close to learn from.
+    x = candle_windows(candles, seq_len)[1][:-1]
+    n = len(x)
+    next_close = candles["close"].to_numpy(dtype=np.float64)[-n:]
     target = np.log(next_close / x[:, -1, CLOSE])
     times = pd.DatetimeIndex(candles.index[-n:])
     return Windows(x=x, target=target, next_close=next_close, times=times)

@@ -75,11 +75,14 @@ class WindowRules:
         self.rules = [_rule_bounds(rule, self.n_features) for rule in contract["rules"]]
         self.lowest = np.max([low for _, low, _, _ in self.rules], axis=0)
         self.highest = np.min([high for _, _, high, _ in self.rules], axis=0)
+        self._lowest_flat = np.tile(self.lowest, self.seq_len)
+        self._highest_flat = np.tile(self.highest, self.seq_len)
 
     def first_broken(self, arr: np.ndarray) -> tuple[str, int, int, int] | None:
         """(message, window, step, feature) of the first value a float64 [N, T, F] batch
         breaks, in rule order, or None when every value passes."""
-        if ((arr >= self.lowest) & (arr <= self.highest)).all():
+        flat = arr.reshape(len(arr), -1)  # [N, T*F]: one pass against bounds tiled over T
+        if ((flat >= self._lowest_flat) & (flat <= self._highest_flat)).all():
             return None
         for features, low, high, message in self.rules:
             bad = features & ~((arr >= low) & (arr <= high))
@@ -140,12 +143,21 @@ def check_windows(
     """X as a float64 [N, T, F] array, or an InputRefused saying what was wrong.
 
     This is the model's only input check (the logged signature declares no input schema): any
-    real dtype, an array or nested lists, [T, F] or [N, T, F], or a DataFrame of one window
-    whose columns are the feature names (in any order); then the rules of `input_contract`
+    real dtype, an array or nested lists, [T, F] or [N, T, F]; `{"X": ...}`; a DataFrame with one
+    window per row in a column `X` (or in its only column: how `spark_udf` and
+    `mlflow.models.evaluate` hand rows over), other columns ignored; or a DataFrame of one window
+    whose columns are the feature names (in any order). Then the rules of `input_contract`
     (`rules`: those rules compiled once, by a caller that checks many inputs).
     """
+    if isinstance(x, dict) and "X" in x:  # `{"inputs": {"X": ...}}` through `mlflow models serve`
+        x = x["X"]
     if isinstance(x, pd.DataFrame):
-        x = _frame_window(x, n_features, list(feature_names or []))
+        column = _window_column(x)
+        x = (
+            _frame_window(x, n_features, list(feature_names or []))
+            if column is None
+            else _stack_windows(x[column], seq_len, n_features)
+        )
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError, OverflowError) as e:
@@ -180,6 +192,48 @@ def check_windows(
     return arr
 
 
+def _window_column(frame: pd.DataFrame) -> Any:
+    """The column holding one window per row (`X`, or a lone column of sequences), or None."""
+    if "X" in frame.columns:
+        return "X"
+    if len(frame.columns) == 1 and len(frame) and _is_sequence(frame.iloc[0, 0]):
+        return frame.columns[0]
+    return None
+
+
+def _is_sequence(cell: Any) -> bool:
+    return isinstance(cell, np.ndarray | list | tuple)
+
+
+def _stack_windows(cells: pd.Series, seq_len: int, n_features: int) -> np.ndarray:
+    """A column of windows (nested lists, [T, F] arrays, or Spark's arrays of arrays) ->
+    [N, T, F] float64, or a refusal naming the first row that is not a window."""
+    if len(cells) == 0:
+        raise invalid("X holds no window: expected at least one")
+    out = np.empty((len(cells), seq_len, n_features))
+    for i, cell in enumerate(cells):
+        try:
+            window = np.asarray(
+                np.stack(list(cell))
+                if isinstance(cell, np.ndarray) and cell.dtype == object
+                else cell,
+                dtype=np.float64,
+            )
+        except (TypeError, ValueError, OverflowError) as e:
+            raise invalid(
+                f"row {i} of X must be a window of numbers, {seq_len} x {n_features}; could not "
+                f"read it as a numeric array ({type(e).__name__})"
+            ) from None
+        if window.shape != (seq_len, n_features):
+            got = " x ".join(str(d) for d in window.shape) or "a single value"
+            raise invalid(
+                f"row {i} of X must be a window of {seq_len} time steps x {n_features} features, "
+                f"got {got}"
+            )
+        out[i] = window
+    return out
+
+
 def _frame_window(
     frame: pd.DataFrame, n_features: int, feature_names: list[str] | None
 ) -> pd.DataFrame:
@@ -195,6 +249,8 @@ def _frame_window(
             for what, names in (("missing", missing), ("unknown", unknown))
             if names
         ]
+        if {"open", "high", "low", "close", "volume"} <= set(columns):
+            wrong.append("candles go in with params={'input': 'candles'}")
         raise invalid(
             f"a DataFrame window needs the {n_features} feature names as columns: "
             + "; ".join(wrong)

@@ -1,6 +1,8 @@
-"""OHLCV candles -> the 18 features per time step, and the window clients send.
+"""OHLCV candles -> the 18 features per time step, the windows they make, and the window
+clients send.
 
-Pure numpy/pandas: no TensorFlow here, so clients can build windows cheaply.
+Pure numpy/pandas: no TensorFlow here, so clients can build windows cheaply. This file travels
+inside every version (the candles door of its pyfunc), and the gateway's client loads it by path.
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ def compute_features(candles: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in CANDLE_COLUMNS if c not in candles.columns]
     if missing:
         raise CandlesRefused(f"candles lack columns {missing}; expected {list(CANDLE_COLUMNS)}")
-    o, h, lo, c, v = (candles[name].astype("float64") for name in CANDLE_COLUMNS)
+    try:
+        o, h, lo, c, v = (candles[name].astype("float64") for name in CANDLE_COLUMNS)
+    except (TypeError, ValueError):
+        raise CandlesRefused(f"candle columns {list(CANDLE_COLUMNS)} must be numbers") from None
     log_ret = np.log(c / c.shift(1))
     ema_12 = c.ewm(span=12, adjust=False).mean()
     ema_26 = c.ewm(span=26, adjust=False).mean()
@@ -87,6 +92,41 @@ def compute_features(candles: pd.DataFrame) -> pd.DataFrame:
 
 def min_candles(seq_len: int) -> int:
     return seq_len + WARMUP
+
+
+def candle_times(candles: pd.DataFrame) -> pd.Index:
+    """The candles' times: a `time` column, else the index; refused unless strictly ascending."""
+    times = pd.Index(candles["time"]) if "time" in candles.columns else candles.index
+    if times.dtype == object or pd.api.types.is_string_dtype(times.dtype):
+        try:
+            times = pd.DatetimeIndex(pd.to_datetime(times, utc=True, format="ISO8601"))
+        except (TypeError, ValueError):
+            raise CandlesRefused(
+                f"candle times must be timestamps (ISO 8601 text), got e.g. {times[0]!r}"
+            ) from None
+    if len(times) > 1:
+        later = times[1:] > times[:-1]
+        if not later.all():
+            i = int(np.argmin(later)) + 1
+            raise CandlesRefused(
+                f"candle times must ascend strictly: row {i} ({times[i]}) follows {times[i - 1]}"
+            )
+    return times.rename("time")
+
+
+def candle_windows(candles: pd.DataFrame, seq_len: int) -> tuple[pd.Index, np.ndarray]:
+    """Every complete window in the candles: [N, seq_len, F] float64 features, and each window's
+    last candle time (the window forecasts the close after it). Needs `min_candles(seq_len)`."""
+    if len(candles) < min_candles(seq_len):
+        raise CandlesRefused(
+            f"need at least {min_candles(seq_len)} candles for a window of {seq_len} steps, "
+            f"got {len(candles)}"
+        )
+    times = candle_times(candles)
+    feats = compute_features(candles).to_numpy(dtype="float64")
+    windows = np.lib.stride_tricks.sliding_window_view(feats, seq_len, axis=0)
+    # sliding_window_view puts the window axis last: [N, F, T] -> [N, T, F], copied once.
+    return times[WARMUP + seq_len - 1 :], np.ascontiguousarray(windows.transpose(0, 2, 1))
 
 
 def window_from_candles(candles: pd.DataFrame, seq_len: int = DEFAULT_SEQ_LEN) -> list[list[float]]:

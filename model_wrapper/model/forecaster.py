@@ -1,6 +1,10 @@
 """The PythonModel: reads a version's artifacts, checks its input, runs the network and answers
 prices in USD, one row per window (OUTPUT_COLUMNS).
 
+Two kinds of input, chosen by the `input` param (the signature's params schema): `windows`
+(the default: the 18 features, one window or many) and `candles` (OHLCV rows, turned into every
+complete window by the feature code logged with the version).
+
 A version logged with a `numpy_weights` artifact (written only where the NumPy forward pass
 matched the TensorFlow graph at log time) loads without TensorFlow. Older versions, and networks
 NumPy does not know, load the Keras file and pick their runtime at load.
@@ -16,8 +20,12 @@ import pandas as pd
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 from .contract import FLOAT32_MAX, WindowRules, check_windows, input_contract, invalid
+from .features import CandlesRefused, candle_windows
 from .runtime import BATCH_BUCKETS, NUMPY_WEIGHTS, forward_from_weights, pick_runtime
 from .transforms import CLOSE, OUTPUT_COLUMNS, forecast_prices, scale_windows
+
+INPUT_PARAM = "input"
+INPUT_KINDS = ("windows", "candles")  # the first is the default
 
 
 class LSTMForecaster(PythonModel):
@@ -58,15 +66,40 @@ class LSTMForecaster(PythonModel):
         model_input: np.ndarray,
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
+        kind = str((params or {}).get(INPUT_PARAM) or INPUT_KINDS[0])
+        if kind not in INPUT_KINDS:
+            raise invalid(
+                f"params {INPUT_PARAM!r} must be one of {list(INPUT_KINDS)}, got {kind!r}"
+            )
+        if kind == "candles":
+            times, windows = self.windows_from_candles(model_input)
+            return self._predict_windows(windows).set_index(times)
+        return self._predict_windows(model_input)
+
+    def windows_from_candles(self, candles: Any) -> tuple[pd.Index, np.ndarray]:
+        """Every complete window in OHLCV candles (a DataFrame with columns time, open, high, low,
+        close, volume, time ascending, at least `seq_len + 20` rows; or indexed by time), with
+        each window's last candle time: what the candles door forecasts from."""
+        if not isinstance(candles, pd.DataFrame):
+            raise invalid(
+                "candles must be a DataFrame with columns time, open, high, low, close, volume; "
+                f"got {type(candles).__name__}"
+            )
+        try:
+            return candle_windows(candles, self.seq_len)
+        except CandlesRefused as e:
+            raise invalid(str(e)) from None
+
+    def _predict_windows(self, model_input: Any) -> pd.DataFrame:
         arr = check_windows(
             model_input, self.seq_len, self.n_features, self.feature_names, self._rules
         )
         scaled = scale_windows(arr, self._mean, self._scale)
         # A window can pass every check and still scale beyond float32 (a return of 1e38 is a
         # finite number): the LSTM would answer NaN. Refuse it like any other bad input.
-        beyond = ~(np.abs(scaled) <= FLOAT32_MAX)
-        if beyond.any():
-            n, t, f = (int(i) for i in np.argwhere(beyond)[0])
+        # (min and max first: no temporary the size of the batch; NaN fails both.)
+        if not (scaled.min() >= -FLOAT32_MAX and scaled.max() <= FLOAT32_MAX):
+            n, t, f = (int(i) for i in np.argwhere(~(np.abs(scaled) <= FLOAT32_MAX))[0])
             raise invalid(
                 f"X is beyond what the model can read: feature '{self.feature_names[f]}' at "
                 f"window {n}, step {t} ({arr[n, t, f]:g}) does not scale to a finite float32"
@@ -76,7 +109,7 @@ class LSTMForecaster(PythonModel):
             if not np.isfinite(values).all():
                 n = int(np.argwhere(~np.isfinite(values))[0][0])
                 raise invalid(f"the model gave no finite forecast for window {n}")
-        return pd.DataFrame(columns)
+        return pd.DataFrame(np.column_stack(list(columns.values())), columns=list(columns))
 
     def forecast_unchecked(self, windows: np.ndarray) -> np.ndarray:
         """The fast path for a server that has enforced `input_contract` itself.
@@ -102,11 +135,10 @@ class LSTMForecaster(PythonModel):
     def _prices(self, arr: np.ndarray, scaled: np.ndarray) -> dict[str, np.ndarray]:
         x = scaled.astype(np.float32)
         size = BATCH_BUCKETS[-1]
-        out = (
-            self._run(x)
-            if len(x) <= size
-            else np.concatenate([self._run(x[i : i + size]) for i in range(0, len(x), size)])
-        )
+        if self.backend == "numpy" or len(x) <= size:  # NumPy runs any batch in blocks of its own
+            out = self._run(x)
+        else:
+            out = np.concatenate([self._run(x[i : i + size]) for i in range(0, len(x), size)])
         return forecast_prices(
             arr[:, -1, CLOSE], out.astype(np.float64), self._scaler, self._forecast
         )

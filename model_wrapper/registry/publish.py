@@ -15,10 +15,11 @@ import mlflow
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from model_wrapper.defaults import DEFAULT_MODEL_NAME
 from model_wrapper.model.contract import input_contract
+from model_wrapper.model.forecaster import INPUT_KINDS, INPUT_PARAM
 from model_wrapper.model.runtime import NUMPY_WEIGHTS, verified_numpy_weights
 from model_wrapper.model.transforms import OUTPUT_COLUMNS
 from model_wrapper.registry.aliases import move_alias
@@ -44,10 +45,14 @@ def signature() -> ModelSignature:
     (PyFuncModel.predict refuses float64 against float32 and the reverse), and its refusals
     repeat the whole input. The wrapper's check_windows is the one gate for every door; the
     window's shape, feature names and value rules are in the model's metadata
-    (`input_contract`), and its shape in the input example.
+    (`input_contract`), and its shape in the input example. Its one param, `input`, says
+    whether the input is windows (the default) or candles.
     """
     return ModelSignature(
-        inputs=None, outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS])
+        inputs=None,
+        outputs=Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS]),
+        # MLflow passes only the params a signature declares (and drops others with a warning).
+        params=ParamSchema([ParamSpec(INPUT_PARAM, "string", INPUT_KINDS[0])]),
     )
 
 

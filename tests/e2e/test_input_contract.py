@@ -1,6 +1,7 @@
 """One input contract through every pyfunc door: the wrapper called directly, PyFuncModel.predict
-and a real `mlflow models serve`. The same windows give the same answer in every accepted form;
-a bad shape gets one short message wherever it is refused."""
+and a real `mlflow models serve`. The same windows give the same answer in every accepted form
+(candles included); a bad shape gets one short message wherever it is refused. Spark,
+`mlflow.models.evaluate` and the `score` entry point are in tests/e2e/test_batch_doors.py."""
 
 from __future__ import annotations
 
@@ -20,8 +21,14 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
+from model_wrapper.data.synthetic import synthetic_candles
 from model_wrapper.model.contract import InputRefused, input_contract
-from model_wrapper.model.features import FEATURE_NAMES
+from model_wrapper.model.features import (
+    FEATURE_NAMES,
+    WARMUP,
+    candle_windows,
+    window_from_candles,
+)
 from model_wrapper.model.transforms import OUTPUT_COLUMNS
 from tests.helpers import (
     MODEL_NAME,
@@ -60,6 +67,14 @@ FORMS: dict[str, tuple[Any, np.ndarray]] = {
     "nested lists float [T,F]": (X[0].tolist(), X[:1]),
     "nested lists int [T,F]": (XI[0].tolist(), XI[:1].astype(np.float64)),
     "DataFrame [T,F], named columns in another order": (frame(X[0]), X[:1]),
+    # One window per row, as spark_udf and mlflow.models.evaluate hand rows over.
+    "DataFrame, a window per row in X (arrays)": (pd.DataFrame({"X": list(X)}), X),
+    "DataFrame, a window per row in X (lists), other columns": (
+        pd.DataFrame({"time": ["2024-01-01", "2024-01-02"], "X": X.tolist()}),
+        X,
+    ),
+    "DataFrame, a window per row in its only column": (pd.DataFrame({"0": list(X)}), X),
+    "{'X': [N,T,F]}": ({"X": X}, X),
 }
 # What `mlflow models serve` users send; JSON numbers are float64 or int.
 BODIES: dict[str, tuple[dict[str, Any], np.ndarray]] = {
@@ -72,6 +87,11 @@ BODIES: dict[str, tuple[dict[str, Any], np.ndarray]] = {
         {"dataframe_split": frame(X[0]).to_dict(orient="split")},
         X[:1],
     ),
+    "dataframe_split, a window per row in X": (
+        {"dataframe_split": {"columns": ["X"], "data": [[w] for w in X.tolist()]}},
+        X,
+    ),
+    "inputs {X: [N,T,F]}": ({"inputs": {"X": X.tolist()}}, X),
 }
 # form -> (value, what the refusal must say)
 BAD: dict[str, tuple[Any, str]] = {
@@ -167,6 +187,9 @@ def test_the_logged_signature_leaves_the_input_to_the_wrapper(
     # The shape, the names and the value rules still travel with the model.
     assert (meta.metadata["seq_len"], meta.metadata["n_features"]) == (SEQ_LEN, 18)
     assert meta.metadata["feature_names"] == list(FEATURE_NAMES)
+    # One param, with windows as its default: what the input is.
+    params = meta.get_params_schema()
+    assert [(p.name, p.default) for p in params.params] == [("input", "windows")]
     declared = meta.metadata["input_contract"]
     assert declared == input_contract(SEQ_LEN, 18, FEATURE_NAMES)
     assert declared["shape"] == [-1, SEQ_LEN, 18] and declared["dtype"] == "float32"
@@ -235,3 +258,57 @@ def test_the_scoring_server_cannot_rewrite_a_refusal() -> None:
     # What mlflow.pyfunc.scoring_server does to any MlflowException from predict.
     refusal.message = f"Failed to predict data '{'1.0, ' * 1000}'. \nError: {refusal.message}"
     assert refusal.message == "X holds no window: expected at least one"
+
+
+def test_a_row_that_is_not_a_window_is_refused_naming_it(model: mlflow.pyfunc.PyFuncModel) -> None:
+    for rows, message in (
+        ([X[0], X[1][:5]], "row 1 of X must be a window of 12 time steps x 18 features, got 5"),
+        ([X[0], None], "row 1 of X must be a window of 12 time steps x 18 features, got a"),
+        ([[["a"] * 18] * SEQ_LEN], "row 0 of X must be a window of numbers, 12 x 18"),
+        ([np.where(np.arange(18) == 4, -1.0, X[0])], "volume must not be negative"),
+    ):
+        with pytest.raises(MlflowException) as info:
+            model.predict(pd.DataFrame({"X": rows}))
+        assert message in info.value.message and len(str(info.value)) < SHORT
+
+
+CANDLES = synthetic_candles(SEQ_LEN + WARMUP + 40, seed=7).rename_axis("time").reset_index()
+
+
+def test_candles_give_a_forecast_per_complete_window(model: mlflow.pyfunc.PyFuncModel) -> None:
+    got = model.predict(CANDLES, params={"input": "candles"})
+    times, windows = candle_windows(CANDLES, SEQ_LEN)
+    assert len(got) == len(CANDLES) - SEQ_LEN - WARMUP + 1 == 41
+    assert list(got.index) == list(CANDLES["time"].iloc[SEQ_LEN + WARMUP - 1 :]) == list(times)
+    assert_same(got, expected_for(model, windows), "candles")
+    # The last row is the window the gateway's client cuts from the same candles (float32
+    # products round a little differently in a batch of 41 and a batch of one).
+    last = model.predict(np.asarray(window_from_candles(CANDLES, SEQ_LEN)))
+    np.testing.assert_allclose(got.iloc[-1:].to_numpy(), last.to_numpy(), rtol=1e-6)
+
+
+def test_bad_candles_get_one_clear_refusal(model: mlflow.pyfunc.PyFuncModel) -> None:
+    shuffled = CANDLES.iloc[::-1]
+    for value, params, message in (
+        (CANDLES.iloc[:20], {"input": "candles"}, "need at least 32 candles for a window of 12"),
+        (CANDLES.drop(columns="volume"), {"input": "candles"}, "candles lack columns ['volume']"),
+        (shuffled, {"input": "candles"}, "candle times must ascend strictly: row 1"),
+        (CANDLES.assign(time="yesterday"), {"input": "candles"}, "candle times must be timestamps"),
+        (CANDLES, {"input": "prices"}, "params 'input' must be one of ['windows', 'candles']"),
+        (CANDLES, None, "candles go in with params={'input': 'candles'}"),
+        (X, {"input": "candles"}, "candles must be a DataFrame with columns time, open"),
+    ):
+        with pytest.raises(MlflowException) as info:
+            model.predict(value, params=params)
+        assert message in info.value.message, message
+        assert len(str(info.value)) < SHORT
+
+
+def test_candles_through_mlflow_models_serve(model: mlflow.pyfunc.PyFuncModel, served: str) -> None:
+    split = CANDLES.assign(time=CANDLES["time"].map(lambda t: t.isoformat())).to_dict(
+        orient="split", index=False
+    )
+    status, text = invoke(served, {"dataframe_split": split, "params": {"input": "candles"}})
+    assert status == 200, text[:300]
+    expected = model.predict(CANDLES, params={"input": "candles"})
+    assert_same(json.loads(text)["predictions"], expected, "candles through serve")

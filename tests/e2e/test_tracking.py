@@ -42,11 +42,30 @@ def test_both_training_paths_land_in_one_experiment_with_a_dataset_input(
     subprocess.run(
         [MLFLOW, "run", str(ROOT), "-e", "train", "--env-manager", "local",
          "-P", "data=synthetic:400", "-P", "epochs=1", "-P", "alias=candidate",
-         "-P", f"registered_model_name={name}"],
+         "-P", f"registered_model_name={name}", "-P", "learning_rate=0.01",
+         "-P", "batch_size=32", "-P", "units=8", "-P", "patience=2", "-P", "seed=7",
+         "-P", "end=2023-01-15"],
         env=project_env(registry, experiment), check=True, cwd=ROOT, timeout=300,
     )  # fmt: skip
     (first,) = MlflowClient().search_model_versions(f"name = '{name}'")
     check_what_training_logs(name, first.version, "candidate")
+    params = MlflowClient().get_run(first.run_id).data.params
+    assert {k: params[k] for k in ("learning_rate", "batch_size", "units", "patience", "seed")} == {
+        "learning_rate": "0.01", "batch_size": "32", "units": "8", "patience": "2", "seed": "7"
+    }  # fmt: skip
+    # The demo series starts 2023-01-01 hourly: cut at the 15th's last hour, 360 candles.
+    assert params["n_candles"] == "360"
+    assert params["data_source"].endswith("up to 2023-01-15T23:59:59.999999+00:00")
+    unknown = subprocess.run(
+        [MLFLOW, "run", str(ROOT), "-e", "train", "--env-manager", "local",
+         "-P", "data=synthetic:400", "-P", "learnig_rate=0.01"],
+        env=project_env(registry, experiment), cwd=ROOT, timeout=300, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert unknown.returncode != 0
+    (line,) = [x for x in unknown.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: unknown parameter 'learnig_rate'; train takes ")
+    assert "learning_rate" in line and "Traceback" not in unknown.stderr
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", experiment)
     try:
         result = run_cli("scripts.train", *train, "--registered-model-name", name)
@@ -86,8 +105,11 @@ def check_what_training_logs(name: str, version_number: str, alias: str) -> None
         assert metric in run.data.metrics
     assert "holdout_report.png" in [a.path for a in client.list_artifacts(run.info.run_id)]
     ratio = run.data.metrics["holdout_mae_ratio_to_persistence"]
-    assert version.tags["holdout_gate"] == ("passed" if ratio <= 1.005 else "failed")
-    assert (alias in version.aliases) == (ratio <= 1.005)
+    coverage = run.data.metrics["holdout_interval_coverage"]
+    # The gate: MAE within 0.5% of persistence's and the 80% interval covering 0.75 to 0.85.
+    passed = ratio <= 1.005 and abs(coverage - 0.8) <= 0.05
+    assert version.tags["holdout_gate"] == ("passed" if passed else "failed")
+    assert (alias in version.aliases) == passed
     assert version.tags["train_end"] and version.tags["data_digest"]
 
 

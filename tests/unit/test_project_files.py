@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from model_wrapper.training.recipe import TrainConfig
 from tests.helpers import Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,16 +51,31 @@ def test_mlproject_has_the_documented_entry_points() -> None:
         "scorecard",
         "guard",
         "replay",
+        "score",
     }
+    # Every TrainConfig field a person tunes, and where to cut the data.
     assert set(entry_points["train"]["parameters"]) == {
         "data",
+        "end",
         "epochs",
         "seq_len",
+        "units",
         "ensemble",
+        "learning_rate",
+        "batch_size",
+        "patience",
+        "seed",
         "alias",
         "tolerance",
         "registered_model_name",
     }
+    defaults = TrainConfig()
+    for name in ("epochs", "seq_len", "units", "ensemble", "batch_size", "patience", "seed"):
+        assert entry_points["train"]["parameters"][name]["default"] == str(getattr(defaults, name))
+    assert float(entry_points["train"]["parameters"]["learning_rate"]["default"]) == (
+        defaults.learning_rate
+    )
+    assert set(entry_points["score"]["parameters"]) == {"model", "data", "output", "spark_master"}
     assert {"data", "tolerance", "force"} <= set(entry_points["promote"]["parameters"])
     assert set(entry_points["evaluate"]["parameters"]) == {"model", "data", "baseline"}
     assert set(entry_points["wrap"]["parameters"]) == {
