@@ -21,6 +21,7 @@ from starlette.types import Scope
 from gateway.batcher import Batcher
 from gateway.contract import shape_contract
 from gateway.metrics import Metrics
+from gateway.oip import OIP_EXCEPTION_HANDLERS, oip_paths, oip_routes
 from gateway.openapi import OpenAPIDocuments
 from gateway.prediction_log import PredictionLog
 from gateway.process import prepare_process
@@ -44,10 +45,11 @@ def create_app(
     metrics = metrics or Metrics()
     # Counted by RequestLog; the batcher runs a window inline only when its request is alone.
     in_flight = InFlight()
-    table = routes()
+    # The spec's API, and the Open Inference Protocol's routes beside it (gateway/oip.py).
+    table = routes() + oip_routes()
     app = Starlette(
         routes=table,
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, **OIP_EXCEPTION_HANDLERS},
         lifespan=lambda app: lifespan(settings, metrics, source, in_flight),
     )
     # Starlette's slash redirect builds its Location from the client's Host header: the routes'
@@ -57,7 +59,8 @@ def create_app(
     app.add_middleware(
         RequestLog,
         metrics=metrics,
-        routes=frozenset(route.path for route in table),
+        # The OIP routes' paths as requests name them: the one served model's.
+        routes=frozenset(route.path for route in table) | oip_paths(settings.registered_model_name),
         current_version=served_version,
         enabled=settings.access_log,
         in_flight=in_flight,

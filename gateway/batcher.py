@@ -117,6 +117,25 @@ class Batcher:
         self._queue.put_nowait((window, fut, client_gone))
         return await fut
 
+    async def predict_block(self, windows: np.ndarray) -> tuple[np.ndarray, ServedModel]:
+        """One model call on the model thread for N checked windows (gateway/oip.py): [N, 3] rows
+        (NaN as the model gave them) and the model. The caller's request stays in flight until
+        the call is done: no lone window runs on the loop meanwhile (_may_inline)."""
+        model = self._current_model()
+        if model is None:
+            raise ModelNotLoaded()
+        n = len(windows)
+        self._metrics.batch_size.observe(n)
+        loop = asyncio.get_running_loop()
+        try:
+            rows = np.asarray(await loop.run_in_executor(self._executor, model.predict, windows))
+        except Exception as e:
+            raise _as_predict_error(e) from None
+        if rows.shape != (n, 3):
+            raise PredictFailed(f"the model returned {len(rows)} forecasts for {n} windows")
+        self._metrics.predictions.inc(n)
+        return rows, model
+
     def _may_inline(self, model: ServedModel) -> bool:
         """The model idle, this request alone, and one window known to cost within the bound."""
         cost = self._cost

@@ -1,6 +1,7 @@
-"""The OpenAPI 3.1 document of the spec's API, with the configured window shape: every route, an
-operationId each, the admin bearer scheme on /reload, and an example for every body and answer
-(the /predict example is a real window, so that Swagger UI's "Try it out" gets a forecast).
+"""The OpenAPI 3.1 document of the spec's API (and of the Open Inference Protocol's routes beside
+it: gateway/openapi_oip.py), with the configured window shape: every route, an operationId
+each, the admin bearer scheme on /reload, and an example for every body and answer (the
+/predict example is a real window, so that Swagger UI's "Try it out" gets a forecast).
 
 X's schema is the served version's window contract (gateway/contract.py), the rules /predict
 enforces; before a version is served, the contract the configured shape implies. Error examples
@@ -30,6 +31,7 @@ from gateway.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from gateway.openapi_oip import oip_paths, oip_schemas
 from gateway.openapi_schemas import (
     CALLBACK_EXAMPLE,
     HEALTH_EXAMPLE,
@@ -129,7 +131,7 @@ def openapi_document(
     t, f = settings.seq_len_required, settings.n_features_required
     contract = contract or shape_contract(t, f)
     limit = settings.max_body_bytes
-    schemas = component_schemas(settings, contract)
+    schemas = {**component_schemas(settings, contract), **oip_schemas(settings, contract)}
     window = example_window(t, f, example)
     # Required when the gateway has a token; without one /reload is open (`{}`: no auth).
     reload_security: list[dict[str, list[str]]] = [{"adminToken": []}]
@@ -259,6 +261,8 @@ def openapi_document(
                     },
                 }
             },
+            # The Open Inference Protocol's routes (gateway/oip.py), beside the spec's.
+            **oip_paths(settings, contract, window),
         },
         "components": {
             "schemas": schemas,

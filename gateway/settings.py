@@ -163,6 +163,18 @@ class Settings:
         "one about 130 KB)",
         minimum=1024,
     )
+    # A bound on one request's model call and on its body, which is parsed on the event loop.
+    infer_max_windows: int = setting(
+        "INFER_MAX_WINDOWS",
+        256,
+        "integer",
+        "most windows (N) in one `POST /v2/models/{name}/infer` (the Open Inference Protocol "
+        "route, docs/api.md); more get 400. 256 keeps a request one short model call and its "
+        "body quick to parse. That route's body limit follows from it: 32 bytes for each of "
+        "the INFER_MAX_WINDOWS x T x F values plus 64 KiB (1.8 MB at 256 x 12 x 18), or "
+        "`MAX_BODY_BYTES` if larger",
+        minimum=1,
+    )
     admin_token: str | None = setting(
         "GATEWAY_ADMIN_TOKEN",
         None,

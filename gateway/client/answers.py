@@ -62,11 +62,13 @@ class GatewayError(Exception):
 
 
 class PredictFailed(GatewayError):
-    """400 from /predict: the window or the body was refused ("예측 실패: ...")."""
+    """400 from /predict: the window or the body was refused ("예측 실패: ..."); also from the
+    infer route (`predict_many`), whose `detail` is the protocol's `error` text."""
 
 
 class ModelNotLoaded(GatewayError):
-    """503: no model is loaded yet ("모델이 로드되지 않았습니다. /reload를 시도하세요.")."""
+    """503: no model is loaded yet ("모델이 로드되지 않았습니다. /reload를 시도하세요."; the
+    infer route's text is the protocol's `error`)."""
 
 
 class ReloadFailed(GatewayError):
@@ -82,7 +84,8 @@ class Unauthorized(GatewayError):
 
 
 class BodyTooLarge(GatewayError):
-    """413: the body is over the gateway's MAX_BODY_BYTES."""
+    """413: the body is over the gateway's MAX_BODY_BYTES (for `predict_many`, over the infer
+    route's limit, which follows from INFER_MAX_WINDOWS)."""
 
 
 class GatewayUnreachable(GatewayError):
@@ -100,5 +103,6 @@ class InvalidArgument(GatewayError, ValueError):
 
 ERRORS: dict[str, dict[int, type[GatewayError]]] = {
     "predict": {400: PredictFailed, 413: BodyTooLarge, 503: ModelNotLoaded},
+    "infer": {400: PredictFailed, 413: BodyTooLarge, 503: ModelNotLoaded},
     "reload": {400: ReloadRejected, 401: Unauthorized, 413: BodyTooLarge, 500: ReloadFailed},
 }

@@ -8,6 +8,8 @@ import httpx
 
 from gateway.client.answers import Health, Prediction, Readiness, Reloaded
 from gateway.client.protocol import (
+    DEFAULT_INFER_MAX_WINDOWS,
+    DEFAULT_MODEL_NAME,
     DEFAULT_SEQ_LEN,
     HEALTH,
     READY,
@@ -29,9 +31,10 @@ class _Client:
         timeout: float = 10.0,
         *,
         seq_len: int = DEFAULT_SEQ_LEN,
+        model_name: str = DEFAULT_MODEL_NAME,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._protocol = Protocol(admin_token, seq_len)
+        self._protocol = Protocol(admin_token, seq_len, model_name)
         self._http = self._open(timeout)
 
     def _open(self, timeout: float) -> Any:
@@ -40,7 +43,8 @@ class _Client:
 
 class GatewayClient(_Client):
     """Blocking client. `seq_len` is the gateway's SEQ_LEN_REQUIRED, used to cut windows from
-    candles; `timeout` is in seconds per request (a reload may need more: pass `timeout=`)."""
+    candles, and `model_name` its REGISTERED_MODEL_NAME, which `predict_many` addresses;
+    `timeout` is in seconds per request (a reload may need more: pass `timeout=`)."""
 
     _http: httpx.Client
 
@@ -58,6 +62,17 @@ class GatewayClient(_Client):
         `callback_url`, `metadata` and `request_id` by keyword (`PredictOptions`)."""
         call = self._protocol.predict_call(X, **options)
         return cast(Prediction, self._send(call))
+
+    def predict_many(
+        self, windows: Any, *, max_windows: int = DEFAULT_INFER_MAX_WINDOWS
+    ) -> list[Prediction]:
+        """One answer per window of `windows` ([N, T, F]: a list or array), in order, over the
+        Open Inference Protocol's infer route, in requests of at most `max_windows` windows
+        (the gateway's INFER_MAX_WINDOWS: more is a PredictFailed)."""
+        answers: list[Prediction] = []
+        for call in self._protocol.infer_calls(windows, max_windows):
+            answers += self._send(call)
+        return answers
 
     def reload(self, alias: str | None = None, *, timeout: float | None = None) -> Reloaded:
         return cast(Reloaded, self._send(self._protocol.reload_call(alias, timeout)))
@@ -98,6 +113,15 @@ class AsyncGatewayClient(_Client):
         `callback_url`, `metadata` and `request_id` by keyword (`PredictOptions`)."""
         call = self._protocol.predict_call(X, **options)
         return cast(Prediction, await self._send(call))
+
+    async def predict_many(
+        self, windows: Any, *, max_windows: int = DEFAULT_INFER_MAX_WINDOWS
+    ) -> list[Prediction]:
+        """As GatewayClient.predict_many: its requests one after another."""
+        answers: list[Prediction] = []
+        for call in self._protocol.infer_calls(windows, max_windows):
+            answers += await self._send(call)
+        return answers
 
     async def reload(self, alias: str | None = None, *, timeout: float | None = None) -> Reloaded:
         return cast(Reloaded, await self._send(self._protocol.reload_call(alias, timeout)))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 DEFAULT_SEQ_LEN = 12  # the spec's SEQ_LEN_REQUIRED default
+DEFAULT_MODEL_NAME = "BTC_LSTM_Production"  # the spec's REGISTERED_MODEL_NAME default
+DEFAULT_INFER_MAX_WINDOWS = 256  # the gateway's INFER_MAX_WINDOWS default
 # What the gateway echoes as given (gateway/request_log.py): printable ASCII, 1 to 128.
 _REQUEST_ID = re.compile(r"[ -~]{1,128}")
 
@@ -66,9 +69,10 @@ READY = Call("ready", "GET", "/ready")
 
 
 class Protocol:
-    def __init__(self, admin_token: str | None, seq_len: int) -> None:
+    def __init__(self, admin_token: str | None, seq_len: int, model_name: str) -> None:
         self._admin_token = admin_token
         self.seq_len = seq_len
+        self.model_name = model_name
 
     def predict_call(self, x: Any, **options: Unpack[PredictOptions]) -> Call:
         callback_url = options.get("callback_url")
@@ -94,6 +98,31 @@ class Protocol:
             headers["X-Request-ID"] = request_id
         content = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
         return Call("predict", "POST", "/predict", content, headers)
+
+    def infer_calls(self, windows: Any, max_windows: int) -> Iterator[Call]:
+        """The Open Inference Protocol's infer requests for [N, T, F] windows, in order, of at
+        most `max_windows` windows each; InvalidArgument for what JSON cannot carry."""
+        if not (type(max_windows) is int and max_windows >= 1):
+            raise InvalidArgument(f"max_windows must be an integer from 1, got {max_windows!r}")
+        try:
+            x = np.asarray(windows)
+        except (ValueError, TypeError) as e:  # ragged
+            raise InvalidArgument(f"windows must be [N, T, F] numbers: {e}") from None
+        if x.shape == (0,):  # no windows: no request
+            return
+        if x.ndim != 3 or x.dtype.kind not in "fiu":
+            raise InvalidArgument(
+                f"windows must be [N, T, F] numbers, got {x.dtype.name} of shape {list(x.shape)}"
+            )
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if not np.isfinite(x).all():
+            raise InvalidArgument("windows hold NaN or infinity: JSON has neither")
+        path = f"/v2/models/{quote(self.model_name, safe='')}/infer"
+        for start in range(0, len(x), max_windows):
+            block = x[start : start + max_windows]
+            tensor = {"name": "X", "shape": list(block.shape), "datatype": "FP64", "data": block}
+            content = orjson.dumps({"inputs": [tensor]}, option=orjson.OPT_SERIALIZE_NUMPY)
+            yield Call("infer", "POST", path, content, {"Content-Type": "application/json"})
 
     def reload_call(self, alias: str | None, timeout: float | None) -> Call:
         headers = {"Content-Type": "application/json"}
@@ -126,7 +155,8 @@ class Protocol:
         if call.operation == "ready" and status in (200, 503) and isinstance(body, dict):
             return Readiness(status == 200, body.get("model_alias"), body.get("model_version"))
         if status != 200 or not isinstance(body, dict):
-            detail = body.get("detail") if isinstance(body, dict) else None
+            # The spec's routes say `detail`, the Open Inference Protocol's `error`.
+            detail = body.get("detail", body.get("error")) if isinstance(body, dict) else None
             if not isinstance(detail, str):
                 detail = response.text[:500]
             error = ERRORS.get(call.operation, {}).get(status, GatewayError)
@@ -141,6 +171,8 @@ class Protocol:
             )
         if call.operation == "reload":
             return Reloaded(body["status"], body["model_alias"], body["model_version"])
+        if call.operation == "infer":
+            return _forecasts(body, response.headers.get("x-request-id"))
         interval = body.get("pred_interval")
         return Prediction(
             pred_btc_close_next=body["pred_btc_close_next"],
@@ -155,6 +187,27 @@ class Protocol:
             callback_error=body.get("callback_error"),
             request_id=response.headers.get("x-request-id"),
         )
+
+
+def _forecasts(body: dict[str, Any], request_id: str | None) -> list[Prediction]:
+    """One Prediction per window of an infer answer (outputs by name, one value per window)."""
+    outputs = {output["name"]: output["data"] for output in body["outputs"]}
+    parameters = body.get("parameters") or {}
+    level = parameters.get("interval_level")
+    lower, upper = outputs.get("pred_interval_lower"), outputs.get("pred_interval_upper")
+    return [
+        Prediction(
+            pred_btc_close_next=value,
+            posted_to_callback=False,
+            model_alias=parameters.get("model_alias", ""),
+            model_version=body["model_version"],
+            pred_interval=PredictionInterval(float(lower[i]), float(upper[i]), float(level))
+            if lower is not None and upper is not None and level is not None
+            else None,
+            request_id=request_id,
+        )
+        for i, value in enumerate(outputs["pred_btc_close_next"])
+    ]
 
 
 def _is_frame(x: Any) -> bool:

@@ -109,7 +109,12 @@ def test_every_route_is_documented_with_an_operation_id() -> None:
     doc = openapi_document(Settings())
     documented = {(path, method) for path, method, _ in operations(doc)}
     assert documented == routes
-    assert {path for path, _ in routes} == {"/health", "/ready", "/predict", "/reload", "/metrics"}
+    assert {path for path, _ in routes} == {
+        "/health", "/ready", "/predict", "/reload", "/metrics",
+        # The Open Inference Protocol (KServe V2) beside the spec's API.
+        "/v2/health/live", "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/ready",
+        "/v2/models/{name}/infer",
+    }  # fmt: skip
     ids = [operation["operationId"] for _, _, operation in operations(doc)]
     assert len(ids) == len(set(ids)) == len(routes)
 
