@@ -50,7 +50,7 @@ def first_look(
         result.probe = "Answers 200 to a real request."
     else:
         result.probe = f"First window's answer: {result.prediction:.6g}"
-        if spec.key == "serve" and gateway is not None and gateway.prediction is not None:
+        if spec.key != "gateway" and gateway is not None and gateway.prediction is not None:
             # The same registered version behind both: the same answer, or the comparison is moot.
             gw = gateway.prediction
             same = abs(result.prediction - gw) <= 1e-6 * max(1.0, abs(gw))
@@ -59,7 +59,8 @@ def first_look(
             )
             if not same:
                 notes.append(
-                    f"(b) and the gateway disagree on one window: {result.prediction} vs {gw}"
+                    f"{spec.key} and the gateway disagree on one window: {result.prediction} "
+                    f"vs {gw}"
                 )
         result.probe += "."
     return result, notes

@@ -8,6 +8,12 @@ contract), the loaded pyfunc's predict (the checked path: `mlflow models serve`,
 same wrapper without MLflow's PyFuncModel layer, its inference function alone (the runtime it
 chose: NumPy, XLA or a traced graph), an eager `network(x)` call, Keras `Model.predict` (the slow
 path the design avoids), and MLflow's own Keras flavor loaded as a pyfunc (what (c) runs).
+The wrapper's own four also run on 1,000 windows (the set-up's windows repeated: a forward pass
+costs the same on any values), where throughput matters more than latency. Two more rows give
+the bound: the network's matrix products alone, and with one tanh over the gates, in the NumPy
+runtime's own layout and blocks. Every row carries
+`windows_per_s` (batch / median); the log ends with the pyfunc's latency for one window and its
+windows/s for 1,000.
 """
 
 from __future__ import annotations
@@ -25,6 +31,11 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger("benchmarks.micro")
+
+BATCHES = (1, 64)
+BULK = 1000  # windows per call for the wrapper's own cases: in-process throughput
+WRAPPER_CASES = 4  # the first cases of `cases`: the wrapper's, cheap enough for BULK windows
+PYFUNC_CASE = "pyfunc predict (mlflow.pyfunc.load_model; the checked path)"
 
 
 def time_calls(
@@ -55,8 +66,7 @@ def cases(
     return [
         ("wrapper forecast_unchecked (what the gateway calls)",
          lambda: wrapper.forecast_unchecked(checked)),
-        ("pyfunc predict (mlflow.pyfunc.load_model; the checked path)",
-         lambda: pyfunc.predict(raw)),
+        (PYFUNC_CASE, lambda: pyfunc.predict(raw)),
         ("wrapper predict without PyFuncModel (unwrap_python_model)",
          lambda: wrapper.predict(None, raw)),
         (f"its inference function alone ({backend}, scaled input)", lambda: wrapper._infer(pre)),
@@ -65,6 +75,49 @@ def cases(
         ("mlflow.keras flavor as pyfunc, predict (what (c) runs)",
          lambda: keras_flavor.predict(pre)),
     ]  # fmt: skip
+
+
+BOUND_PRODUCTS = "bound: the LSTM's 12 matrix products alone (float32 BLAS)"
+BOUND_GATES = "bound: the products and one tanh over the gates per step"
+
+
+def bound_cases(
+    units: int, members: int, seq_len: int, n_features: int, n: int, block: int
+) -> list[tuple[str, Callable[[], object]]]:
+    """The arithmetic a forward pass cannot avoid, in the NumPy runtime's own layout (a step is
+    [M, 4 units, F + units + 1] x [M, F + units + 1, N], in blocks of `block` windows): what
+    bounds its windows/s on this machine."""
+    rng = np.random.default_rng(0)
+    step = rng.standard_normal((members, 4 * units, n_features + units + 1)).astype(np.float32)
+    xh = rng.standard_normal((members, n_features + units + 1, min(n, block))).astype(np.float32)
+    z = np.empty((members, 4 * units, xh.shape[-1]), np.float32)
+    blocks = range(-(-n // block))
+
+    def products() -> None:
+        for _ in blocks:
+            for _ in range(seq_len):
+                np.matmul(step, xh, out=z)
+
+    def gates() -> None:
+        for _ in blocks:
+            for _ in range(seq_len):
+                np.matmul(step, xh, out=z)
+                np.tanh(z, out=z)
+
+    return [(BOUND_PRODUCTS, products), (BOUND_GATES, gates)]
+
+
+def lstm_shape(network: Any) -> tuple[int, int]:
+    """(units, members) of the network's LSTM layers."""
+    import keras
+
+    def lstms(layer: Any) -> list[Any]:
+        if isinstance(layer, keras.layers.LSTM):
+            return [layer]
+        return [x for sub in getattr(layer, "layers", []) for x in lstms(sub)]
+
+    found = lstms(network)
+    return int(found[0].units), len(found)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,12 +146,30 @@ def main(argv: list[str] | None = None) -> None:
         dst_path=str(args.setup / "keras-model"),
     )
 
+    from model_wrapper.model.runtime import NUMPY_BLOCK
+
+    units, members = lstm_shape(network)
+    _, seq_len, n_features = windows.shape
     rows: list[dict[str, Any]] = []
-    for n in (1, 64):
-        for name, fn in cases(pyfunc, wrapper, network, keras_flavor, windows[:n], scaled[:n]):
+    for n in (*BATCHES, BULK):
+        raw, pre = (
+            np.resize(windows, (n, *windows.shape[1:])),
+            np.resize(scaled, (n, *scaled.shape[1:])),
+        )
+        chosen = cases(pyfunc, wrapper, network, keras_flavor, raw, pre)
+        chosen = chosen if n in BATCHES else chosen[:WRAPPER_CASES]
+        chosen += bound_cases(units, members, seq_len, n_features, n, NUMPY_BLOCK)
+        for name, fn in chosen:
             result = time_calls(fn, args.budget)
-            log.info("%-70s n=%-3d %8.3f ms", name, n, result["median_ms"])
+            result["windows_per_s"] = n / (result["median_ms"] / 1000)
+            log.info("%-70s n=%-4d %8.3f ms %10.0f windows/s", name, n, result["median_ms"],
+                     result["windows_per_s"])  # fmt: skip
             rows.append({"name": name, "batch": n, **result})
+    by = {(r["name"], r["batch"]): r for r in rows}
+    log.info(
+        "in-process pyfunc predict: %.3f ms for 1 window, %.0f windows/s for %d windows",
+        by[PYFUNC_CASE, 1]["median_ms"], by[PYFUNC_CASE, BULK]["windows_per_s"], BULK,
+    )  # fmt: skip
     args.out.write_text(json.dumps(rows, indent=2))
 
 

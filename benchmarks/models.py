@@ -7,6 +7,8 @@ Writes DIR/models.json and, one JSON body per line:
   gateway.jsonl  {"X": window}            for the gateway and the floor
   serve.jsonl    {"inputs": [window]}     for `mlflow models serve` of the wrapper (b)
   keras.jsonl    {"inputs": [scaled]}     for the Keras flavor (c), which takes scaled inputs
+  oip.jsonl      {"inputs": [{"name": "X", "shape": [64, T, F], ...}]}  for the batch route
+The version also gets a second alias, the shadow the gateway-shadow run follows.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ log = logging.getLogger("benchmarks.models")
 
 MODEL_NAME = "BTC_LSTM_Bench"
 ALIAS = "bench"
+SHADOW_ALIAS = "bench-shadow"  # the same version: a shadow costs the same whatever it forecasts
+OIP_BATCH = 64  # windows per request on the batch route
 KERAS_MODEL_NAME = "BTC_LSTM_Bench_KerasFlavor"
 SEQ_LEN = DEFAULT_SEQ_LEN
 
@@ -40,6 +44,17 @@ def real_windows(n: int, seed: int = 100) -> np.ndarray:
 
 def write_bodies(path: Path, bodies: list[object]) -> None:
     path.write_text("".join(json.dumps(b, separators=(",", ":")) + "\n" for b in bodies))
+
+
+def oip_bodies(windows: np.ndarray, count: int = 20) -> list[object]:
+    """`count` Open Inference Protocol bodies of OIP_BATCH windows each, cycling through them."""
+    _, t, f = windows.shape
+    bodies: list[object] = []
+    for i in range(count):
+        block = np.take(windows, range(i * OIP_BATCH, (i + 1) * OIP_BATCH), axis=0, mode="wrap")
+        x = {"name": "X", "shape": [OIP_BATCH, t, f], "datatype": "FP64"}
+        bodies.append({"inputs": [{**x, "data": block.reshape(-1).tolist()}]})
+    return bodies
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     result = train_and_register(
         synthetic_candles(args.candles), config, MODEL_NAME, None, experiment="benchmarks"
     )
-    mlflow.MlflowClient().set_registered_model_alias(MODEL_NAME, ALIAS, result.version)
+    for alias in (ALIAS, SHADOW_ALIAS):
+        mlflow.MlflowClient().set_registered_model_alias(MODEL_NAME, alias, result.version)
     log.info("registered %s version %s as @%s", MODEL_NAME, result.version, ALIAS)
 
     local = Path(
@@ -105,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     write_bodies(args.out / "gateway.jsonl", [{"X": w} for w in windows.tolist()])
     write_bodies(args.out / "serve.jsonl", [{"inputs": [w]} for w in windows.tolist()])
     write_bodies(args.out / "keras.jsonl", [{"inputs": [w]} for w in scaled.tolist()])
+    write_bodies(args.out / "oip.jsonl", oip_bodies(windows))
     np.save(args.out / "windows.npy", windows)
     np.save(args.out / "scaled.npy", scaled)
     (args.out / "models.json").write_text(
@@ -113,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
                 "model_name": MODEL_NAME,
                 "version": result.version,
                 "alias": ALIAS,
+                "shadow_alias": SHADOW_ALIAS,
+                "oip_batch": OIP_BATCH,
                 "keras_model_name": KERAS_MODEL_NAME,
                 "keras_version": keras_version,
                 "pyfunc_dir": str(local),

@@ -10,7 +10,7 @@ from pathlib import Path
 from benchmarks.targets import BASELINE
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVERS = ("floor", "gateway", "gateway-w2", "serve", "keras")
+SERVERS = ("floor", "gateway", "gateway-shadow", "gateway-oip", "gateway-w2", "serve", "keras")
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class Options:
     repeats: int
     micro: bool
     micro_budget: float
+    score_windows: int
+    spark_master: str
     profile_seconds: int
     output: Path
     json: Path | None
@@ -38,7 +40,7 @@ class Options:
 
 # --quick: every step, just long enough to show that it works.
 QUICK = {"duration": 2.0, "warmup": 1.0, "epochs": 1, "candles": 600, "repeats": 0,
-         "micro_budget": 0.2, "profile_seconds": 2}  # fmt: skip
+         "micro_budget": 0.2, "profile_seconds": 2, "score_windows": 2000}  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--no-micro", action="store_true")
     add("--micro-budget", type=float, default=2.0, help="seconds per micro-benchmark case")
+    add(
+        "--score-windows",
+        type=int,
+        default=100_000,
+        help="windows the `score` entry point scores on Spark (0: not measured)",
+    )
+    add("--spark-master", default="local[2]", help="Spark master for the score benchmark")
     add(
         "--profile-seconds",
         type=int,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -102,4 +103,25 @@ def micro_benchmark(
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         log.error("micro-benchmark failed: %s", e)
         return [], [f"the micro-benchmark failed: {str(e)[:300]}"]
+    return list(json.loads(out.read_text())), []
+
+
+def batch_benchmark(
+    options: Options, env: dict[str, str], workdir: Path, say: Say
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """`score` on Spark (benchmarks/batch.py), with no server running; a note when it failed."""
+    if not shutil.which("java"):
+        return [], ["score was not measured: Spark needs a JRE (default-jre-headless)"]
+    say(f"`score` on {options.score_windows:,} windows, Spark {options.spark_master}")
+    out = workdir / "batch.json"
+    try:
+        run_child(
+            "batch",
+            [sys.executable, "-m", "benchmarks.batch", "--setup", str(workdir), "--out", str(out),
+             "--windows", str(options.score_windows), "--master", options.spark_master],
+            env, workdir, timeout=900,
+        )  # fmt: skip
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        log.error("batch benchmark failed: %s", e)
+        return [], [f"the batch benchmark failed: {str(e)[:300]}"]
     return list(json.loads(out.read_text())), []

@@ -10,7 +10,7 @@ from benchmarks import profile
 from benchmarks.results import Measured, ServerResult
 from benchmarks.targets import SHORT, Target, cpu_ms_per_request, targets, verdict
 
-ORDER = ("gateway", "gateway-w2", "floor", "serve", "keras")
+ORDER = ("gateway", "gateway-shadow", "gateway-w2", "floor", "serve", "keras", "gateway-oip")
 MiB = 1024 * 1024
 
 
@@ -27,10 +27,11 @@ class Run:
     micro: list[dict[str, Any]] = field(default_factory=list)
     profiles: list[profile.Profile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    batch: list[dict[str, Any]] = field(default_factory=list)  # `score` on Spark
 
     @property
     def targets(self) -> list[Target]:
-        return targets(self.results, self.baseline)
+        return targets(self.results, self.baseline, self.micro, self.batch)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +40,7 @@ class Run:
             "results": {k: r.to_json() for k, r in self.results.items()},
             "baseline": self.baseline, "micro": self.micro,
             "profiles": [p.to_json() for p in self.profiles], "notes": self.notes,
+            "batch": self.batch,
         }  # fmt: skip
 
     @classmethod
@@ -52,7 +54,8 @@ class Run:
             baseline=data.get("baseline", {}),
             micro=data.get("micro", []),
             profiles=[profile.Profile.from_json(p) for p in data.get("profiles", [])],
-            notes=data.get("notes", data.get("warnings", [])),  # "warnings": before issue 13
+            notes=data.get("notes", data.get("warnings", [])),  # "warnings": in older runs
+            batch=data.get("batch", []),
         )
 
 
@@ -145,7 +148,7 @@ TARGET_HEADER = ("target", "measured", "ratio", "target ratio", "verdict")
 
 
 def target_rows(ts: list[Target]) -> list[tuple[str, ...]]:
-    return [(t.text, t.measured, t.ratio, t.limit, verdict(t.ok)) for t in ts]
+    return [(t.text, t.measured, t.ratio, t.limit, verdict(t)) for t in ts]
 
 
 def runtime(results: dict[str, ServerResult]) -> str:
@@ -180,8 +183,8 @@ def console(run: Run) -> str:
     parts += [
         "",
         f"serving runtime: {runtime(run.results)}",
-        "targets (issue 13):",
-        *(f"  {verdict(t.ok):4}  {t.text}: {t.measured} = {t.ratio} ({t.limit})"
+        "targets:",
+        *(f"  {verdict(t):4}  {t.text}: {t.measured} = {t.ratio} ({t.limit})"
           for t in run.targets),
         *(f"note: {n}" for n in run.notes),
     ]  # fmt: skip
@@ -196,4 +199,8 @@ def micro_rows(micro: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         r = by.get((name, n))
         return f"{r['median_ms']:.3f} (p90 {r['p90_ms']:.3f})" if r else "-"
 
-    return [(name, cell(name, 1), cell(name, 64)) for name in names]
+    def rate(name: str) -> str:
+        r = by.get((name, 1000))
+        return f"{r['median_ms']:.3f} ({1000 / r['median_ms'] * 1000:,.0f} windows/s)" if r else "-"
+
+    return [(name, cell(name, 1), cell(name, 64), rate(name)) for name in names]

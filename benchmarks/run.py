@@ -7,13 +7,16 @@
    with the project's pipeline, registers it behind an alias, and logs the same Keras network with
    MLflow's own Keras flavor (benchmarks/models.py, a child process).
 2. Micro-benchmarks the wrapper in a child process (benchmarks/micro.py).
-3. Starts, in turn and alone on the machine, the floor (d), the gateway (a), the gateway with two
-   uvicorn workers (a2), `mlflow models serve` of the same version (b) and of the Keras flavor
-   (c); drives each with a closed-loop generator in its own process at several concurrencies,
+3. Starts, in turn and alone on the machine, the floor (d), the gateway (a), the gateway with its
+   shadow on (a-s), the gateway's batch route (a-v2), the gateway with two uvicorn workers (a2),
+   `mlflow models serve` of the same version (b) and of the Keras flavor (c); drives each
+   with a closed-loop generator in its own process at several concurrencies,
    sampling the server tree's RSS and the machine's CPU; stops it before starting the next.
    Against the floor it first picks the generator; the gateway is then also profiled with py-spy
    at concurrency 1 and 64 (benchmarks/profile.py).
-4. Prints the tables, the ratios and issue 13's targets, and writes BENCHMARKS.md at the
+4. Scores 100,000 windows with the `score` entry point's job on an embedded Spark
+   (benchmarks/batch.py).
+5. Prints the tables, the ratios and the targets, and writes BENCHMARKS.md at the
    repository root (benchmarks/markdown.py, then benchmarks/PROFILE.md as written by hand).
 
 Every process it starts is stopped on success, failure, Ctrl+C, SIGTERM or the time limit.
@@ -39,6 +42,7 @@ from benchmarks.machine import machine_info
 from benchmarks.markdown import benchmarks_md
 from benchmarks.options import ROOT, Options, parse_args
 from benchmarks.prepare import (
+    batch_benchmark,
     bench_env,
     first_driver,
     micro_benchmark,
@@ -92,6 +96,9 @@ def run(options: Options, workdir: Path, children: procs.Children, say: Progress
     servers = bench_servers(
         wanted, port, driver, compare, options.profile_seconds, quiet, children, workdir, say
     )
+    batch, batch_notes = (
+        batch_benchmark(options, env, workdir, say) if options.score_windows > 0 else ([], [])
+    )
     why = "asked for" if options.generator != "auto" else "wrk unavailable"
     generator_note = servers.generator_note or f"{driver.generator} ({why}; no comparison run)."
 
@@ -99,7 +106,7 @@ def run(options: Options, workdir: Path, children: procs.Children, say: Progress
     record = Run(
         machine, setup, method, generator_note, servers.results,
         load_baseline(options.baseline), micro, servers.profiles,
-        notes + servers.notes + quiet.notes(),
+        notes + servers.notes + batch_notes + quiet.notes(), batch,
     )  # fmt: skip
     if options.json:
         options.json.write_text(json.dumps(record.to_json(), indent=2))

@@ -16,8 +16,10 @@ from benchmarks.procs import http_status, post_json
 
 CONCURRENCY = (1, 16, 64)
 GATEWAY_CONCURRENCY = (1, 16, 64, 256)
-# Issue 13's targets are at 1 and 64: what a second worker changes there.
+# The targets are at 1 and 64: what a second worker, or a shadow, changes there.
 WORKERS_CONCURRENCY = (1, 64)
+# The batch route: a few clients each sending 64 windows a request.
+OIP_CONCURRENCY = (1, 4, 16)
 WORKERS = 2
 # The /health extra that names the serving runtime (issue 13, point 1), as it may be spelled.
 RUNTIME_FIELDS = ("model_runtime", "runtime")
@@ -51,6 +53,19 @@ def _gateway_ready(port: int) -> bool:
     # /health answers at once; the model loads in the background.
     health = _get_json(f"http://127.0.0.1:{port}/health")
     return bool(isinstance(health, dict) and health.get("model_loaded"))
+
+
+def _shadow_ready(port: int) -> bool:
+    health = _get_json(f"http://127.0.0.1:{port}/health")
+    if not isinstance(health, dict) or not isinstance(health.get("shadow"), dict):
+        return False
+    return bool(health.get("model_loaded") and health["shadow"].get("model_loaded"))
+
+
+def _first_output(body: Any) -> float:
+    """The first window's point forecast from an Open Inference Protocol answer."""
+    (output,) = [o for o in body["outputs"] if o["name"] == "pred_btc_close_next"]
+    return float(output["data"][0])
 
 
 def _workers_ready(port: int) -> bool:
@@ -102,6 +117,7 @@ def server_specs(
     workers = f" --workers {serve_workers}" if serve_workers else ""
     serve_args += workers.split()
     workers_label = workers.strip() or "default workers (1 uvicorn worker)"
+    shadow_env = {"SHADOW_ALIAS": setup["shadow_alias"], "SHADOW_SAMPLE": "1"}
     b_uri = f"models:/{setup['model_name']}/{setup['version']}"
     c_uri = f"models:/{setup['keras_model_name']}/{setup['keras_version']}"
     return [
@@ -119,6 +135,28 @@ def server_specs(
             {**env, **gateway_env}, _gateway_ready, "/predict", workdir / "gateway.jsonl",
             GATEWAY_CONCURRENCY, lambda body: float(body["pred_btc_close_next"]),
             runtime_field=True,
+        ),
+        ServerSpec(
+            "gateway-shadow",
+            f"the same, with the shadow on: SHADOW_ALIAS={setup['shadow_alias']} (the same "
+            "version behind a second alias), every prediction mirrored",
+            [py, "-m", "gateway", *host],
+            f"SHADOW_ALIAS={setup['shadow_alias']} REGISTERED_MODEL_NAME={setup['model_name']} "
+            f"MODEL_ALIAS={setup['alias']} python -m gateway --host 127.0.0.1 --port PORT",
+            {**env, **gateway_env, **shadow_env}, _shadow_ready, "/predict",
+            workdir / "gateway.jsonl", WORKERS_CONCURRENCY,
+            lambda body: float(body["pred_btc_close_next"]), runtime_field=True,
+        ),
+        ServerSpec(
+            "gateway-oip",
+            f"the same gateway, its batch route (Open Inference Protocol), "
+            f"{setup['oip_batch']} windows a request",
+            [py, "-m", "gateway", *host],
+            f"REGISTERED_MODEL_NAME={setup['model_name']} MODEL_ALIAS={setup['alias']} "
+            "python -m gateway --host 127.0.0.1 --port PORT",
+            {**env, **gateway_env}, _gateway_ready,
+            f"/v2/models/{setup['model_name']}/infer", workdir / "oip.jsonl",
+            OIP_CONCURRENCY, _first_output, runtime_field=True,
         ),
         ServerSpec(
             "gateway-w2",

@@ -1,4 +1,4 @@
-"""`make bench`'s report, without running a benchmark: the py-spy summary, issue 13's targets and
+"""`make bench`'s report, without running a benchmark: the py-spy summary, the targets and
 BENCHMARKS.md from a hand-built run record (the figures are made up; the arithmetic is not)."""
 
 from __future__ import annotations
@@ -68,6 +68,12 @@ def results() -> dict[str, ServerResult]:
         "gateway-w2": server(
             "gateway-w2", measured(1, 900, 0.6, 1.2, 1.0), measured(64, 7000, 9, 14, 1.6)
         ),
+        "gateway-shadow": server(
+            "gateway-shadow", measured(1, 950, 0.6, 1.1, 0.9), measured(64, 5000, 12, 18, 1.2)
+        ),
+        "gateway-oip": server(
+            "gateway-oip", measured(1, 200, 5, 7, 1.0), measured(4, 250, 16, 20, 1.0)
+        ),
         "floor": server(
             "floor",
             measured(1, 5000, 0.2, 0.3, 0.7),
@@ -98,11 +104,11 @@ BASELINE = {
 
 def test_targets_are_ratios_against_the_floor_the_anchors_and_the_baseline() -> None:
     t = {x.text: x for x in targets(results(), BASELINE)}
-    p50 = t["concurrency 1: gateway p50 / floor's"]
+    p50 = t["concurrency 1: (a) gateway p50 / (d) floor's"]
     assert (p50.ratio, p50.ok) == ("2.50 x", False)
-    rps = t["concurrency 64: gateway requests/s / floor's"]
+    rps = t["concurrency 64: (a) gateway requests/s / (d) floor's"]
     assert (rps.ratio, rps.ok) == ("0.67 x", True)
-    cpu = t["concurrency 64: gateway server CPU per request / floor's"]
+    cpu = t["concurrency 64: (a) gateway server CPU per request / (d) floor's"]
     # 1.2 cores / 6000 req/s = 0.2 ms; 1.0 / 9000 = 0.111 ms
     assert (cpu.ratio, cpu.ok) == ("1.80 x", True)
     serve = next(x for x in t.values() if "(b) mlflow serve" in x.text)
@@ -115,12 +121,45 @@ def test_targets_are_ratios_against_the_floor_the_anchors_and_the_baseline() -> 
     assert rss.ok is False  # 900 MiB > 881 MiB x 1.02
     errors = next(x for x in t.values() if x.text.startswith("zero errors"))
     assert errors.ok is True
+    # The shadow against the same gateway without it: 0.6 / 0.5 ms = 1.2 x; 5000 / 6000 req/s.
+    shadow_p50 = t["concurrency 1: (a-s) gateway, shadow on p50 / (a) gateway's"]
+    assert (shadow_p50.ratio, shadow_p50.ok) == ("1.20 x", False)
+    shadow_rps = t["concurrency 64: (a-s) gateway, shadow on requests/s / (a) gateway's"]
+    assert (shadow_rps.ratio, shadow_rps.ok) == ("0.83 x", False)
+
+
+MICRO = [
+    {"name": "pyfunc predict (mlflow.pyfunc.load_model; the checked path)", "batch": 1000,
+     "median_ms": 5.0, "p90_ms": 6.0},
+    {"name": "wrapper forecast_unchecked (what the gateway calls)", "batch": 64,
+     "median_ms": 0.32, "p90_ms": 0.4},
+]  # fmt: skip
+BATCH = [
+    {"run": "first", "windows": 100_000, "seconds": 50.0, "windows_per_s": 2000.0,
+     "master": "local[2]"},
+    {"run": "second", "windows": 100_000, "seconds": 20.0, "windows_per_s": 5000.0,
+     "master": "local[2]"},
+]  # fmt: skip
+
+
+def test_throughput_targets_come_from_the_micro_benchmark_and_the_batch_runs() -> None:
+    t = {x.text: x for x in targets(results(), BASELINE, MICRO, BATCH)}
+    bulk = t["in-process pyfunc predict on 1,000 windows: windows/s"]
+    # 1000 windows in 5 ms: 200,000 windows/s against 150,000
+    assert (bulk.measured, bulk.ratio, bulk.ok) == ("200,000 windows/s", "1.33 x", True)
+    route = next(x for x in t.values() if x.text.startswith("batch route"))
+    # Its best run, c=4: 250 req/s x 64 windows = 16,000 windows/s; in process 64 / 0.32 ms
+    assert route.reported and route.ok is None
+    assert route.measured == "16,000 vs 200,000 windows/s (c=4)" and route.ratio == "0.08 x"
+    score = next(x for x in t.values() if x.text.startswith("`score`"))
+    assert score.reported and score.ratio == "0.03 x"  # 5,000 / 200,000
+    assert not targets(results(), BASELINE)[6].ok  # no micro-benchmark: not measured
 
 
 def test_missing_servers_are_not_measured_rather_than_passed() -> None:
     only_gateway = {"gateway": results()["gateway"]}
     verdicts = {x.text: x.ok for x in targets(only_gateway, {})}
-    assert verdicts["concurrency 1: gateway p50 / floor's"] is None
+    assert verdicts["concurrency 1: (a) gateway p50 / (d) floor's"] is None
     assert verdicts["gateway peak RSS under load / the baseline's"] is None
 
 
@@ -135,15 +174,17 @@ def test_benchmarks_md_has_every_section_and_survives_json() -> None:
         generator_note="wrk.",
         results=results(),
         baseline=BASELINE,
-        micro=[{"name": "pyfunc predict", "batch": 1, "median_ms": 0.5, "p90_ms": 0.6}],
+        micro=[{"name": "pyfunc predict", "batch": 1, "median_ms": 0.5, "p90_ms": 0.6}, *MICRO],
         profiles=[profile, failed],
         notes=["a note"],
+        batch=BATCH,
     )  # fmt: skip
     again = Run.from_json(json.loads(json.dumps(run.to_json())))
     text = benchmarks_md(again, "## Before issue 13\n\nby hand\n")
     for heading in (
         "# Benchmarks",
-        "## Targets (issue 13)",
+        "## Targets, each beside its limit",
+        "## Batch scoring on Spark",
         "## Machine",
         "## What ran",
         "## Results",
@@ -162,7 +203,10 @@ def test_benchmarks_md_has_every_section_and_survives_json() -> None:
     assert "Not profiled: py-spy failed (1): permission denied" in words
     # 1 worker -> 2 workers at c=64: 6000 -> 7000 req/s
     assert "| 64 | 6000 -> 7000 (1.17 x) |" in text
-    assert text.count("| PASS |") + text.count("| FAIL |") == len(targets(run.results, BASELINE))
+    judged = [x for x in targets(run.results, BASELINE, run.micro, run.batch) if not x.reported]
+    assert text.count("| PASS |") + text.count("| FAIL |") == len(judged)
+    assert text.count("| REPORTED |") == 2
+    assert "| second | 100,000 | 20.0 | 5,000 | local[2] |" in text
 
 
 @pytest.mark.parametrize(
