@@ -18,10 +18,11 @@ NUMPY_WEIGHTS = "numpy_weights"  # the artifact NumPy serves from, when present
 # Windows the NumPy forward pass runs at once: a larger batch runs in blocks of this many, whose
 # buffers stay in cache and are reused from the allocator instead of faulted in afresh.
 NUMPY_BLOCK = 256
-# A block's width (windows) is padded to a multiple of this: BLAS and NumPy's SIMD loops then
-# give every window the same arithmetic whatever else shares its batch (a narrow or ragged
-# block takes other code paths, whose last bits differ), so a window's forecast never depends
-# on the traffic it was batched with. NUMPY_BLOCK is a multiple of it.
+# The matrix products run on a block padded to a multiple of this many windows: BLAS then gives
+# every window the same arithmetic whatever else shares its batch (a narrow or ragged product
+# takes other kernels, whose last bits differ), so a window's forecast never depends on the
+# traffic it was batched with. The element-wise work runs on the given windows only (the same
+# per element at any length). NUMPY_BLOCK is a multiple of it.
 NUMPY_LANES = 16
 
 
@@ -206,10 +207,12 @@ class _Stack:
         # Step t reads xh[t]: x_t (the same for every member), h_{t-1} (written by step t-1), 1.
         xh = np.empty((steps, members, width, n), np.float32)
         xh[:, :, :features, :given] = x.transpose(1, 2, 0)[:, np.newaxis]
-        xh[:, :, :features, given:] = 0.0
+        xh[:, :, :-1, given:] = 0.0  # the padding's inputs and states
         xh[:, :, -1] = 1.0
         xh[0, :, features:-1] = 0.0
-        zc = np.empty((members, rows + u, n), np.float32)  # gates o, i, f, g; cell state c
+        # The products run n wide; the element-wise work only on the given windows' columns.
+        wide = np.empty((members, rows, n), np.float32) if n != given else None
+        zc = np.empty((members, rows + u, given), np.float32)  # gates o, i, f, g; cell state c
         zc[:, rows:] = 0.0
         z, sigmoid, o, c = zc[:, :rows], zc[:, : 3 * u], zc[:, :u], zc[:, rows:]
         i_f, g_c, i_g, f_c = (
@@ -218,18 +221,23 @@ class _Stack:
             zc[:, u : 2 * u],
             zc[:, 2 * u : rows - u],
         )
-        tanh_c = np.empty((members, u, n), np.float32)
-        h = np.empty((members, u, n), np.float32)
+        tanh_c = np.empty((members, u, given), np.float32)
+        h = np.zeros((members, u, n), np.float32)
         with np.errstate(over="ignore"):  # a huge input's sum overflows: tanh saturates it
             for t in range(steps):
-                np.matmul(self.step, xh[t], out=z)
+                if wide is None:
+                    np.matmul(self.step, xh[t], out=z)
+                else:
+                    np.matmul(self.step, xh[t], out=wide)
+                    z[...] = wide[:, :, :given]
                 np.tanh(z, out=z)
                 sigmoid *= 0.5
                 sigmoid += 0.5
                 np.multiply(i_f, g_c, out=i_f)  # [i * g, f * c]
                 np.add(i_g, f_c, out=c)
                 np.tanh(c, out=tanh_c)
-                np.multiply(o, tanh_c, out=xh[t + 1, :, features:-1] if t + 1 < steps else h)
+                state = xh[t + 1, :, features:-1] if t + 1 < steps else h
+                np.multiply(o, tanh_c, out=state[:, :, :given])
         out = h
         for w, b, relu in self.dense:
             out = np.matmul(w, out)
