@@ -29,3 +29,11 @@ def prepare_process(settings: Settings, log_level: str = "info") -> None:
     # limits throughput (BENCHMARKS.md).
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    # The same for NumPy's BLAS, which has started its pool already (at import): a product
+    # large enough to be split (a shadow's batch, a busy batcher's) wakes a second thread that
+    # then spins on the event loop's core. With a shadow on, one thread took the served c=1
+    # p50 from 1.38x to 0.85x shadow-off (make bench). Unless the operator chose a count.
+    if not any(os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="blas")

@@ -19,7 +19,8 @@ from model_wrapper.data.sources import DataSource
 from model_wrapper.data.windows import Windows, make_windows
 from model_wrapper.errors import UsageError
 from model_wrapper.evaluation.metrics import ewma_fhs_interval, score_forecasts
-from model_wrapper.evaluation.reports import Forecasts, backtest_report
+from model_wrapper.evaluation.panels import Forecasts
+from model_wrapper.evaluation.reports import backtest_report
 from model_wrapper.evaluation.windows_table import log_windows_table, scored_windows_table
 from model_wrapper.model.transforms import LOWER, POINT, UPPER
 from model_wrapper.training.recipe import TrainConfig, fit_recipe

@@ -12,7 +12,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from model_wrapper.evaluation.live import DEFAULT_LEVEL, LiveFigures, Scored
-from model_wrapper.evaluation.reports import Forecasts, live_report
+from model_wrapper.evaluation.panels import Forecasts
+from model_wrapper.evaluation.reports import live_report
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -16,14 +16,8 @@ from matplotlib.figure import Figure
 from model_wrapper.evaluation.live import figures, match
 from model_wrapper.evaluation.live_runs import picture
 from model_wrapper.evaluation.metrics import score_forecasts
-from model_wrapper.evaluation.reports import (
-    FEW_LABEL,
-    FEW_WINDOWS,
-    RECENT_DAYS,
-    Forecasts,
-    backtest_report,
-    forecast_report,
-)
+from model_wrapper.evaluation.panels import FEW_LABEL, FEW_WINDOWS, RECENT_DAYS, Forecasts
+from model_wrapper.evaluation.reports import backtest_report, forecast_report
 
 
 def panels(fig: Figure) -> dict[str, Axes]:
