@@ -303,7 +303,11 @@ def test_cross_site_posts_are_refused_and_same_origin_ones_served(
 
 
 def test_abandoned_reloads_do_not_queue(gateway: GatewayProcess, tmp_path: Path) -> None:
-    """1,500 /reloads of distinct aliases whose clients leave at once, then a real one."""
+    """1,500 /reloads of distinct aliases whose clients leave at once, then a real one: the
+    abandoned ones are dropped, not run one after another (all 1,500 ran before, and the real
+    reload waited 20.8 s behind them)."""
+    failed = 'gateway_reloads_total{trigger="api",result="failure"}'
+    failed_before = metric(gateway, failed)
     host, port = host_port(gateway.url)
     began = time.monotonic()
     for i in range(1500):
@@ -325,18 +329,20 @@ def test_abandoned_reloads_do_not_queue(gateway: GatewayProcess, tmp_path: Path)
         assert "under way" in r.json()["detail"], r.text
         time.sleep(0.1)  # a client's pause between retries
     seconds = time.monotonic() - began
+    ran = metric(gateway, failed) - failed_before  # every flood alias is unknown: a failure
     record_figures(
         tmp_path,
         "reload_flood",
         {
             "abandoned": 1500,
+            "abandoned_that_ran": ran,
             "flood_s": round(flooded, 2),
             "real_reload_s": round(seconds, 2),
             "attempts": attempts,
         },
     )
     assert r.status_code == 200, r.text
-    assert seconds < 5
+    assert ran < 50
 
 
 SECRET = "Zq7SECRETvalue"
