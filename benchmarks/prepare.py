@@ -87,23 +87,32 @@ def train_models(options: Options, env: dict[str, str], workdir: Path, say: Say)
     return setup
 
 
+def _rows_from_child(
+    name: str, what: str, args: list[str], env: dict[str, str], workdir: Path, timeout: float
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """`python -m benchmarks.<name> --setup DIR --out DIR/<name>.json ARGS`: its rows, or none and
+    a note saying `what` failed (the rest of the run can still be measured)."""
+    out = workdir / f"{name}.json"
+    try:
+        run_child(
+            name,
+            [sys.executable, "-m", f"benchmarks.{name}", "--setup", str(workdir), "--out",
+             str(out), *args],
+            env, workdir, timeout,
+        )  # fmt: skip
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        log.error("%s failed: %s", what, e)
+        return [], [f"the {what} failed: {str(e)[:300]}"]
+    return list(json.loads(out.read_text())), []
+
+
 def micro_benchmark(
     options: Options, env: dict[str, str], workdir: Path, say: Say
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows, and a note when it failed (the servers can still be measured)."""
     say("micro-benchmark of the wrapper (in-process)")
-    out = workdir / "micro.json"
-    try:
-        run_child(
-            "micro",
-            [sys.executable, "-m", "benchmarks.micro", "--setup", str(workdir), "--out", str(out),
-             "--budget", str(options.micro_budget)],
-            env, workdir, timeout=300,
-        )  # fmt: skip
-    except (RuntimeError, subprocess.TimeoutExpired) as e:
-        log.error("micro-benchmark failed: %s", e)
-        return [], [f"the micro-benchmark failed: {str(e)[:300]}"]
-    return list(json.loads(out.read_text())), []
+    args = ["--budget", str(options.micro_budget)]
+    return _rows_from_child("micro", "micro-benchmark", args, env, workdir, timeout=300)
 
 
 def batch_benchmark(
@@ -113,15 +122,5 @@ def batch_benchmark(
     if not shutil.which("java"):
         return [], ["score was not measured: Spark needs a JRE (default-jre-headless)"]
     say(f"`score` on {options.score_windows:,} windows, Spark {options.spark_master}")
-    out = workdir / "batch.json"
-    try:
-        run_child(
-            "batch",
-            [sys.executable, "-m", "benchmarks.batch", "--setup", str(workdir), "--out", str(out),
-             "--windows", str(options.score_windows), "--master", options.spark_master],
-            env, workdir, timeout=900,
-        )  # fmt: skip
-    except (RuntimeError, subprocess.TimeoutExpired) as e:
-        log.error("batch benchmark failed: %s", e)
-        return [], [f"the batch benchmark failed: {str(e)[:300]}"]
-    return list(json.loads(out.read_text())), []
+    args = ["--windows", str(options.score_windows), "--master", options.spark_master]
+    return _rows_from_child("batch", "batch benchmark", args, env, workdir, timeout=900)

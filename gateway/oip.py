@@ -34,10 +34,7 @@ from gateway.state import state
 
 def oip_paths(model_name: str) -> frozenset[str]:
     """The routes' paths for the served name, as the request metrics label them."""
-    base = f"/v2/models/{model_name}"
-    return frozenset(
-        ("/v2/health/live", "/v2/health/ready", base, f"{base}/ready", f"{base}/infer")
-    )
+    return frozenset(route.path.replace("{name}", model_name) for route in oip_routes())
 
 
 def oip_routes() -> list[Route]:

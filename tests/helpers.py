@@ -248,3 +248,31 @@ def require_debian_tool(command: str, package: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def relog_version(
+    parts: Path, signature: Any, registered_model_name: str, metadata: dict[str, Any] | None = None
+) -> str:
+    """A new version of today's model code around a registered version's downloaded artifacts
+    (`parts`: its network, scaler and metadata), with the signature and metadata given: how a
+    test builds a version of a form logged before (no contract, no params). Its number."""
+    import mlflow
+
+    from model_wrapper.registry.publish import MODEL_PACKAGE, PYFUNC_FILE, pip_requirements
+
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_FILE),
+            code_paths=[str(MODEL_PACKAGE)],
+            artifacts={
+                "keras_model": str(parts / "network.keras"),
+                "scaler": str(parts / "scaler.json"),
+                "metadata": str(parts / "metadata.json"),
+            },
+            signature=signature,
+            metadata=metadata,
+            pip_requirements=pip_requirements(),
+            registered_model_name=registered_model_name,
+        )
+    return str(info.registered_model_version)

@@ -15,6 +15,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from .features import CANDLE_COLUMNS
 from .transforms import PRICE_LEVELS, VOLUME
 
 # The network computes in float32: a finite float64 can still overflow it.
@@ -249,7 +250,7 @@ def _frame_window(
             for what, names in (("missing", missing), ("unknown", unknown))
             if names
         ]
-        if {"open", "high", "low", "close", "volume"} <= set(columns):
+        if set(CANDLE_COLUMNS) <= set(columns):
             wrong.append("candles go in with params={'input': 'candles'}")
         raise invalid(
             f"a DataFrame window needs the {n_features} feature names as columns: "

@@ -13,6 +13,7 @@ NumPy does not know, load the Keras file and pick their runtime at load.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -105,9 +106,7 @@ class LSTMForecaster(PythonModel):
             model_input, self.seq_len, self.n_features, self.feature_names, self._rules
         )
         parts = []
-        for start in range(0, len(arr), BLOCK):
-            block = arr[start : start + BLOCK]
-            scaled = scale_windows(block, self._mean, self._scale)
+        for start, block, scaled in self._scaled_blocks(arr):
             # A window can pass every check and still scale beyond float32 (a return of 1e38 is
             # a finite number): the LSTM would answer NaN. Refuse it like any other bad input.
             # (min and max first: no temporary the size of the block; NaN fails both.)
@@ -136,9 +135,7 @@ class LSTMForecaster(PythonModel):
         """
         arr = np.asarray(windows, dtype=np.float64)
         parts, unreadable = [], np.zeros(len(arr), bool)
-        for start in range(0, len(arr), BLOCK):
-            block = arr[start : start + BLOCK]
-            scaled = scale_windows(block, self._mean, self._scale)
+        for start, block, scaled in self._scaled_blocks(arr):
             bad = unreadable[start : start + BLOCK]
             bad[...] = ~(np.abs(scaled) <= FLOAT32_MAX).all(axis=(1, 2))
             if bad.any():
@@ -151,6 +148,12 @@ class LSTMForecaster(PythonModel):
                 out[:, j] = columns[name]
         out[unreadable] = np.nan
         return out
+
+    def _scaled_blocks(self, arr: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(first window, windows, their scaled form) for each BLOCK of float64 [N, T, F]."""
+        for start in range(0, len(arr), BLOCK):
+            block = arr[start : start + BLOCK]
+            yield start, block, scale_windows(block, self._mean, self._scale)
 
     def _prices(self, arr: np.ndarray, scaled: np.ndarray) -> dict[str, np.ndarray]:
         x = scaled.astype(np.float32)

@@ -28,7 +28,6 @@ from model_wrapper.data.synthetic import synthetic_candles
 from model_wrapper.evaluation.windows_table import WINDOW_COLUMNS
 from model_wrapper.model.features import candle_windows
 from model_wrapper.model.transforms import OUTPUT_COLUMNS, POINT
-from model_wrapper.registry.publish import MODEL_PACKAGE, PYFUNC_FILE, pip_requirements
 from tests.helpers import (
     MODEL_NAME,
     SEQ_LEN,
@@ -36,6 +35,7 @@ from tests.helpers import (
     Registry,
     TrainedVersions,
     real_windows,
+    relog_version,
     require_debian_tool,
 )
 
@@ -184,23 +184,9 @@ def windows_only_version(
     )
     parts = local / "artifacts"
     name = "BTC_LSTM_windows_only"
-    with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PYFUNC_FILE),
-            code_paths=[str(MODEL_PACKAGE)],
-            artifacts={
-                "keras_model": str(parts / "network.keras"),
-                "scaler": str(parts / "scaler.json"),
-                "metadata": str(parts / "metadata.json"),
-            },
-            signature=ModelSignature(
-                inputs=None, outputs=Schema([ColSpec("double", c) for c in OUTPUT_COLUMNS])
-            ),
-            pip_requirements=pip_requirements(),
-            registered_model_name=name,
-        )
-    return f"models:/{name}/{info.registered_model_version}"
+    outputs = Schema([ColSpec("double", c) for c in OUTPUT_COLUMNS])
+    version = relog_version(parts, ModelSignature(inputs=None, outputs=outputs), name)
+    return f"models:/{name}/{version}"
 
 
 def test_a_version_without_the_candles_door_is_refused_by_score_in_one_line(

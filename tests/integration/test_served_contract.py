@@ -28,12 +28,16 @@ from gateway.settings import Settings
 from model_wrapper.model.contract import input_contract
 from model_wrapper.model.features import FEATURE_NAMES, N_FEATURES
 from model_wrapper.registry.publish import (
-    MODEL_PACKAGE,
-    PYFUNC_FILE,
-    pip_requirements,
     signature,
 )
-from tests.helpers import MODEL_NAME, SEQ_LEN, Registry, TrainedVersions, real_windows
+from tests.helpers import (
+    MODEL_NAME,
+    SEQ_LEN,
+    Registry,
+    TrainedVersions,
+    real_windows,
+    relog_version,
+)
 
 CLOSE = FEATURE_NAMES.index("close")
 LEGACY_ALIAS = "no_contract"
@@ -64,22 +68,7 @@ def legacy_version(
     meta = json.loads((parts / "metadata.json").read_text())
     del meta["input_contract"]
     (parts / "metadata.json").write_text(json.dumps(meta))
-    with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PYFUNC_FILE),
-            code_paths=[str(MODEL_PACKAGE)],
-            artifacts={
-                "keras_model": str(parts / "network.keras"),
-                "scaler": str(parts / "scaler.json"),
-                "metadata": str(parts / "metadata.json"),
-            },
-            signature=signature(),
-            metadata=meta,
-            pip_requirements=pip_requirements(),
-            registered_model_name=MODEL_NAME,
-        )
-    version = str(info.registered_model_version)
+    version = relog_version(parts, signature(), MODEL_NAME, meta)
     MlflowClient().set_registered_model_alias(MODEL_NAME, LEGACY_ALIAS, version)
     return version
 
